@@ -1,0 +1,1 @@
+"""Site side: the Flower ClientApp and the cxr-client CLI."""

@@ -1,0 +1,1 @@
+"""Code shared by sites, server and audit: config, data layer, models, privacy accounting, artifacts."""

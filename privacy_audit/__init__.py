@@ -1,0 +1,1 @@
+"""Privacy audit of a published generator: memorization, nearest-neighbour distances, membership inference."""

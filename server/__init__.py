@@ -1,0 +1,1 @@
+"""Server side: the Flower ServerApp, generator training, checkpoints and publishing."""
