@@ -46,11 +46,11 @@ def _print_check(summary: dict) -> None:
     table.add_row("original size (min / median / max)", f"{size['min']} / {size['median']} / {size['max']}")
     console.print(table)
     for skip in summary["skipped"][:MAX_SKIPS_SHOWN]:
-        console.print(f"[yellow]skipped[/] {skip['file']}: {skip['reason']}", highlight=False)
+        console.print(f"[yellow]skipped[/] {skip['file']}: {skip['reason']}", highlight=False, soft_wrap=True)
     if len(summary["skipped"]) > MAX_SKIPS_SHOWN:
         console.print(f"... and {len(summary['skipped']) - MAX_SKIPS_SHOWN} more skipped (see --json)")
     for warning in summary["warnings"]:
-        console.print(f"[yellow]warning[/] {warning}", highlight=False)
+        console.print(f"[yellow]warning[/] {warning}", highlight=False, soft_wrap=True)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
