@@ -107,3 +107,12 @@ def partition_by_patient(
             raise ConfigError("partition by source needs a 'Source' column in the label table")
         patient_site = _by_source(codes, sources, num_patients, spec)
     return patient_site[codes]
+
+
+def holdout_mask(patient_ids: Sequence[str], *, fraction: float, seed: int) -> np.ndarray:
+    """Rows of a seeded random ``fraction`` of patients, kept away from every site (for evaluation/audit)."""
+    codes, uniques = pd.factorize(pd.Series(list(patient_ids), dtype=str))
+    num_holdout = int(round(fraction * len(uniques)))
+    chosen = np.zeros(len(uniques), dtype=bool)
+    chosen[np.random.default_rng([seed, 7919]).permutation(len(uniques))[:num_holdout]] = True
+    return chosen[codes]

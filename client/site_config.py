@@ -1,0 +1,41 @@
+"""Which data, ledger and budget a ClientApp uses: a simulated partition, or a hospital's own folder.
+
+Simulation (``partition-id`` in the node config): the run's dataset split by patient; ledgers under the run
+folder unless ``ledger-dir`` is set. Deployment (``data-path`` in the node config, set by ``cxr-client``): the
+site's own folder, ledger and budget; the site's settings win over the run config.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+from client.site_round import Site
+from common.errors import ConfigError
+from common.experiment_config import ExperimentConfig
+from common.simulated_sites import read_run_dataset, split_records
+from common.site_data import read_site
+from common.site_ledger import Budget
+
+
+def site_from_context(config: ExperimentConfig, node_config: Mapping[str, object], *, run_dir: str) -> Site:
+    """The Site this ClientApp serves, from the Flower node config."""
+    if "data-path" in node_config:
+        return _deployed_site(config, node_config)
+    if "partition-id" not in node_config:
+        raise ConfigError("node config has neither data-path (deployment) nor partition-id (simulation)")
+    partition, num = int(node_config["partition-id"]), int(node_config["num-partitions"])
+    per_site, _holdout = split_records(config, read_run_dataset(config).records, num)
+    name = f"sim-site-{partition}"
+    ledger_dir = Path(config.ledger_dir).expanduser() if config.ledger_dir else Path(run_dir) / "ledgers"
+    return Site(name, per_site[partition], ledger_dir / f"{name}.json", Budget(config.site_budget, config.target_delta))
+
+
+def _deployed_site(config: ExperimentConfig, node_config: Mapping[str, object]) -> Site:
+    data = Path(str(node_config["data-path"]))
+    labels = str(node_config.get("labels", "") or "")
+    site = read_site(data, config.condition_set(), labels=Path(labels) if labels else None, patient_pattern=str(node_config.get("patient-pattern", "")) or None)
+    ledger = str(node_config.get("ledger", "") or "")
+    if not ledger:
+        raise ConfigError("deployment node config needs 'ledger' (the site's privacy ledger path); cxr-client sets it")
+    budget = Budget(float(node_config.get("budget-epsilon", config.site_budget)), float(node_config.get("budget-delta", config.target_delta)))
+    return Site(str(node_config.get("site-name", "site")), site.records, Path(ledger), budget)

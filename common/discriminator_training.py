@@ -1,0 +1,168 @@
+"""The only code that touches real images: a site's discriminator update, with or without DP-SGD.
+
+With DP, Opacus' GradSampleModule computes per-row gradients of one concatenated batch
+[real rows | fake rows]; DPOptimizer clips each row to ``max_grad_norm``, adds Gaussian noise of std
+``noise_multiplier * max_grad_norm`` to the sum and divides by the *expected* batch size. Fake rows are drawn
+from G with labels from the public uniform prior and always number ``batch_size`` (never the realised number of
+real rows, which would leak it), so adding or removing one patient changes the clipped sum by at most one row.
+The RDP accountant is stepped by the optimizer hook with the sampler's exact rate.
+"""
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from opacus import GradSampleModule
+from opacus.accountants import RDPAccountant
+from opacus.optimizers import DPOptimizer
+
+from common.gan_losses import d_loss_fake, d_loss_real
+from common.models import Discriminator, Generator
+from common.patient_sampler import PatientPoissonSampler
+
+# Opacus' hooks on the first layer fire although the images need no gradient; harmless, and noisy per step.
+warnings.filterwarnings("ignore", message="Full backward hook is firing when gradients are computed with respect to module outputs")
+
+
+@dataclass(frozen=True)
+class DiscriminatorSettings:
+    """Optimisation settings of a site's D update."""
+
+    batch_size: int = 32
+    steps: int = 10
+    lr: float = 2e-4
+    beta1: float = 0.5
+    loss: str = "hinge"
+    aux_weight: float = 1.0
+
+
+@dataclass(frozen=True)
+class DPSettings:
+    """DP-SGD mechanism parameters for one round."""
+
+    noise_multiplier: float
+    max_grad_norm: float
+    sample_rate: float
+
+
+@dataclass
+class RoundResult:
+    """Aggregate metrics of a site's round (no per-sample values)."""
+
+    d_loss: float
+    real_score: float
+    fake_score: float
+    aux_accuracy: float
+    steps: int
+
+
+class DiscriminatorTrainer:
+    """Owns D's optimizer for one round; ``finish()`` returns the plain module (no Opacus hooks)."""
+
+    def __init__(
+        self,
+        discriminator: Discriminator,
+        settings: DiscriminatorSettings,
+        *,
+        dp: DPSettings | None,
+        accountant: RDPAccountant | None = None,
+        noise_generator: torch.Generator | None = None,
+    ) -> None:
+        self.settings = settings
+        self.discriminator = discriminator
+        self.dp = dp
+        optimizer = torch.optim.Adam(discriminator.parameters(), lr=settings.lr, betas=(settings.beta1, 0.999))
+        if dp is None:
+            self.model: torch.nn.Module = discriminator
+            self.optimizer: torch.optim.Optimizer = optimizer
+            return
+        if accountant is None:
+            raise ValueError("a DP round needs an accountant to record its steps")
+        self.model = GradSampleModule(discriminator, loss_reduction="sum")
+        self.optimizer = DPOptimizer(
+            optimizer,
+            noise_multiplier=dp.noise_multiplier,
+            max_grad_norm=dp.max_grad_norm,
+            expected_batch_size=settings.batch_size,
+            loss_reduction="mean",  # divide the noised sum by the expected batch size
+            generator=noise_generator,
+        )
+        self.optimizer.attach_step_hook(accountant.get_optimizer_hook_fn(sample_rate=dp.sample_rate))
+
+    def step(self, real: torch.Tensor, real_labels: torch.Tensor, fake: torch.Tensor, fake_labels: torch.Tensor) -> dict[str, float]:
+        """One D update on ``real`` (n rows, n may be 0) and ``fake`` (batch_size rows)."""
+        s = self.settings
+        images = torch.cat([real, fake])  # [n + B, 1, S, S]
+        labels = torch.cat([real_labels, fake_labels])
+        score, logits = self.model(images, labels)  # [n + B], [n + B, K]
+        n = len(real)
+        per_row = torch.cat(
+            [
+                d_loss_real(score[:n], s.loss) + s.aux_weight * F.cross_entropy(logits[:n], real_labels, reduction="none"),
+                d_loss_fake(score[n:], s.loss),
+            ]
+        )
+        # DP: DPOptimizer divides the noised sum by B; plain: divide here so both take the same step size.
+        loss = per_row.sum() if self.dp else per_row.sum() / s.batch_size
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        return {
+            "d_loss": float(per_row.detach().sum()) / max(1, n + len(fake)),
+            "real_score": float(score[:n].detach().mean()) if n else float("nan"),
+            "fake_score": float(score[n:].detach().mean()),
+            "aux_accuracy": float((logits[:n].argmax(1) == real_labels).float().mean()) if n else float("nan"),
+        }
+
+    def finish(self) -> Discriminator:
+        """Remove Opacus hooks and per-sample gradients; the returned module is safe to share."""
+        self.optimizer.zero_grad(set_to_none=True)
+        if isinstance(self.model, GradSampleModule):
+            self.model.to_standard_module()
+        for p in self.discriminator.parameters():
+            p.grad_sample = None
+            p.grad = None
+        return self.discriminator
+
+
+def generate_fakes(generator: Generator, count: int, *, num_classes: int, device: torch.device, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """``count`` fake images with labels from the public uniform prior (never from private data)."""
+    labels = torch.randint(0, num_classes, (count,), device=device, generator=gen)
+    z = torch.randn(count, generator.arch.latent_dim, device=device, generator=gen)
+    with torch.no_grad():
+        return generator(z, labels), labels
+
+
+def train_discriminator_round(
+    discriminator: Discriminator,
+    generator: Generator,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    sampler: PatientPoissonSampler,
+    settings: DiscriminatorSettings,
+    *,
+    dp: DPSettings | None,
+    accountant: RDPAccountant | None,
+    seed: int,
+) -> tuple[Discriminator, RoundResult]:
+    """Run ``settings.steps`` D updates on a site's images; returns the hook-free D and aggregate metrics.
+
+    ``seed`` drives the fakes and the DP noise: sites pass fresh OS entropy (see client.site_round), tests a
+    fixed value.
+    """
+    device = images.device
+    gen = torch.Generator(device=device).manual_seed(seed)
+    noise = torch.Generator(device=device).manual_seed(seed + 1)
+    trainer = DiscriminatorTrainer(discriminator, settings, dp=dp, accountant=accountant, noise_generator=noise)
+    discriminator.train()
+    history: list[dict[str, float]] = []
+    for _ in range(settings.steps):
+        index = torch.from_numpy(sampler.sample()).to(device)
+        fake, fake_labels = generate_fakes(generator, settings.batch_size, num_classes=generator.arch.num_classes, device=device, gen=gen)
+        history.append(trainer.step(images[index], labels[index], fake, fake_labels))
+    finished = trainer.finish()
+    mean = {k: float(np.nanmean([h[k] for h in history])) if history else float("nan") for k in ("d_loss", "real_score", "fake_score", "aux_accuracy")}
+    return finished, RoundResult(steps=settings.steps, **mean)

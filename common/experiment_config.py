@@ -1,0 +1,162 @@
+"""The experiment's settings: Flower run config (kebab-case) in, typed dataclasses out.
+
+``ExperimentConfig`` has one field per run-config key (``num-server-rounds`` -> ``num_server_rounds``);
+``simulations/nih_split/pyproject.toml`` lists the same keys with the same defaults (a test checks it).
+Unknown keys and wrong types are refused with the key and the fix, so a typo never silently falls back to a
+default.
+"""
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+from common.conditions import ConditionSet, load_condition_set
+from common.discriminator_training import DiscriminatorSettings
+from common.errors import ConfigError
+from common.gan_losses import check_loss
+from common.generator_training import GeneratorSettings
+from common.models import GanArchitecture
+from common.partition import PartitionSpec
+from common.phantoms import PhantomSpec
+from common.preprocess import check_image_size
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    """One field per Flower run-config key; defaults are the embedded phantom demo."""
+
+    # run
+    num_server_rounds: int = 8
+    run_name: str = ""
+    output_dir: str = "outputs"
+    seed: int = 0
+    device: str = "auto"
+    min_sites: int = 1
+    round_timeout: float = 1800.0
+    # data ("" data-dir = the embedded phantom set)
+    data_dir: str = ""
+    labels: str = ""
+    conditions: str = "coarse"
+    image_size: int = 64
+    cache_dir: str = ""
+    allow_non_chest: bool = False
+    patient_pattern: str = ""
+    phantom_patients: int = 320
+    # simulated hospitals
+    partition: str = "iid"
+    dirichlet_alpha: float = 0.5
+    holdout_fraction: float = 0.2
+    # model
+    latent_dim: int = 64
+    g_width: int = 32
+    d_width: int = 16
+    loss: str = "hinge"
+    # site (discriminator, DP-SGD)
+    dp: bool = True
+    target_epsilon: float = 10.0
+    target_delta: float = 1e-5
+    max_grad_norm: float = 1.0
+    batch_size: int = 32
+    local_steps: int = 15
+    lr_d: float = 2e-4
+    aux_weight_d: float = 1.0
+    site_budget_epsilon: float = 0.0
+    ledger_dir: str = ""
+    # server (generator)
+    g_steps: int = 15
+    g_batch_size: int = 64
+    lr_g: float = 2e-4
+    aux_weight_g: float = 0.5
+    ema_decay: float = 0.999
+
+    def __post_init__(self) -> None:
+        check_image_size(self.image_size)
+        check_loss(self.loss)
+        PartitionSpec(1, self.partition, self.dirichlet_alpha)
+        positive = ("num_server_rounds", "batch_size", "local_steps", "g_steps", "g_batch_size", "min_sites", "phantom_patients")
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise ConfigError(f"run config {name.replace('_', '-')} must be at least 1 (got {getattr(self, name)})")
+        if not 0 <= self.holdout_fraction < 1:
+            raise ConfigError(f"run config holdout-fraction must be in [0, 1) (got {self.holdout_fraction})")
+        if self.dp and (self.target_epsilon <= 0 or not 0 < self.target_delta < 1 or self.max_grad_norm <= 0):
+            raise ConfigError("with dp=true, target-epsilon and max-grad-norm must be > 0 and target-delta in (0, 1)")
+        if self.device not in {"auto", "cpu", "cuda"}:
+            raise ConfigError(f"run config device must be auto, cpu or cuda (got {self.device!r})")
+
+    @classmethod
+    def from_run_config(cls, run_config: Mapping[str, object]) -> "ExperimentConfig":
+        """Typed config from a Flower run config; unknown keys and wrong types raise ConfigError."""
+        by_key = {f.name.replace("_", "-"): f for f in fields(cls)}
+        unknown = sorted(set(run_config) - set(by_key))
+        if unknown:
+            raise ConfigError(f"unknown run-config key(s) {unknown}; valid keys: {sorted(by_key)}")
+        values = {}
+        for key, value in run_config.items():
+            field = by_key[key]
+            values[field.name] = _coerce(key, value, type(field.default))
+        return cls(**values)
+
+    def to_run_config(self) -> dict[str, object]:
+        """The kebab-case run config for this object (for model cards and ``--run-config``)."""
+        return {f.name.replace("_", "-"): getattr(self, f.name) for f in fields(self)}
+
+    def replace(self, **changes: object) -> "ExperimentConfig":
+        return dataclasses.replace(self, **changes)
+
+    # Structured views -------------------------------------------------------------------------------
+    def condition_set(self) -> ConditionSet:
+        return load_condition_set(self.conditions)
+
+    def architecture(self, num_classes: int) -> GanArchitecture:
+        return GanArchitecture(self.image_size, num_classes, self.latent_dim, self.g_width, self.d_width)
+
+    def discriminator_settings(self) -> DiscriminatorSettings:
+        return DiscriminatorSettings(self.batch_size, self.local_steps, self.lr_d, 0.5, self.loss, self.aux_weight_d)
+
+    def generator_settings(self) -> GeneratorSettings:
+        return GeneratorSettings(self.g_batch_size, self.g_steps, self.lr_g, 0.5, self.loss, self.aux_weight_g, self.ema_decay)
+
+    def partition_spec(self, num_sites: int) -> PartitionSpec:
+        return PartitionSpec(num_sites, self.partition, self.dirichlet_alpha, self.seed)
+
+    def phantom_spec(self) -> PhantomSpec:
+        return PhantomSpec(num_patients=self.phantom_patients, images_per_patient=2, image_size=self.image_size, seed=self.seed)
+
+    @property
+    def uses_phantoms(self) -> bool:
+        return not self.data_dir
+
+    @property
+    def site_budget(self) -> float:
+        """A simulated site's total budget: ``site-budget-epsilon``, or the run's target when 0."""
+        return self.site_budget_epsilon or self.target_epsilon
+
+    @property
+    def total_local_steps(self) -> int:
+        return self.num_server_rounds * self.local_steps
+
+    def path_or_none(self, value: str) -> Path | None:
+        return Path(value).expanduser() if value else None
+
+
+def _coerce(key: str, value: object, kind: type) -> object:
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in {"true", "false"}:
+            return value.lower() == "true"
+    elif kind is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+    elif kind is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    elif kind is str:
+        if isinstance(value, str):
+            return value
+    raise ConfigError(f"run config {key} must be a {kind.__name__} (got {value!r} of type {type(value).__name__})")

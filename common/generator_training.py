@@ -1,0 +1,78 @@
+"""The server's generator update against the aggregated discriminator (no real data: DP by post-processing).
+
+D is frozen and only read: its parameters, buffers and any optimizer state stay bit-identical. The
+auxiliary class loss on G is weighted (``aux_weight``) rather than at full strength, which in ACGAN-style
+models trades within-class diversity for class fidelity.
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from common.gan_losses import g_loss
+from common.models import Discriminator, Generator
+
+
+@dataclass(frozen=True)
+class GeneratorSettings:
+    """Optimisation settings of the server's G steps."""
+
+    batch_size: int = 64
+    steps: int = 10
+    lr: float = 2e-4
+    beta1: float = 0.5
+    loss: str = "hinge"
+    aux_weight: float = 0.5
+    ema_decay: float = 0.999
+
+
+class GeneratorTrainer:
+    """Keeps G, its optimizer and an exponential moving average of its weights across rounds."""
+
+    def __init__(self, generator: Generator, settings: GeneratorSettings) -> None:
+        self.generator = generator
+        self.settings = settings
+        self.optimizer = torch.optim.Adam(generator.parameters(), lr=settings.lr, betas=(settings.beta1, 0.999))
+        self.ema = copy.deepcopy(generator).eval().requires_grad_(False)
+        self.updates = 0
+
+    def _update_ema(self) -> None:
+        # Warm-up: early on the average follows G closely, later it smooths over ~1/(1-decay) steps.
+        decay = min(self.settings.ema_decay, (1 + self.updates) / (10 + self.updates))
+        with torch.no_grad():
+            for ema_p, p in zip(self.ema.parameters(), self.generator.parameters()):
+                ema_p.lerp_(p, 1.0 - decay)
+
+    def train_against(self, discriminator: Discriminator, *, seed: int) -> dict[str, float]:
+        """Run ``settings.steps`` G updates against a frozen D; returns mean losses."""
+        s = self.settings
+        device = next(self.generator.parameters()).device
+        gen = torch.Generator(device=device).manual_seed(seed)
+        trainable = [p.requires_grad for p in discriminator.parameters()]
+        discriminator.requires_grad_(False)
+        self.generator.train()
+        totals = {"g_loss": 0.0, "g_aux_accuracy": 0.0}
+        try:
+            for _ in range(s.steps):
+                labels = torch.randint(0, self.generator.arch.num_classes, (s.batch_size,), device=device, generator=gen)
+                z = torch.randn(s.batch_size, self.generator.arch.latent_dim, device=device, generator=gen)
+                score, logits = discriminator(self.generator(z, labels), labels)
+                loss = g_loss(score, s.loss).mean() + s.aux_weight * F.cross_entropy(logits, labels)
+                self.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                self.optimizer.step()
+                self.updates += 1
+                self._update_ema()
+                totals["g_loss"] += float(loss.detach())
+                totals["g_aux_accuracy"] += float((logits.argmax(1) == labels).float().mean())
+        finally:
+            for p, flag in zip(discriminator.parameters(), trainable):
+                p.requires_grad_(flag)
+        return {k: v / max(1, s.steps) for k, v in totals.items()}
+
+    def published(self) -> Generator:
+        """The weights to publish: the EMA when enabled, else G itself."""
+        return self.ema if self.settings.ema_decay > 0 else self.generator

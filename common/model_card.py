@@ -1,0 +1,73 @@
+"""Render a generator's model card (a dict, also stored as JSON) as Markdown a person can read."""
+from __future__ import annotations
+
+
+def privacy_statement(card: dict) -> str:
+    """The guarantee in plain words (or NOT PRIVATE)."""
+    if not card["private"]:
+        return (
+            "NOT PRIVATE. This generator was trained WITHOUT differential privacy (dp=false). It may reproduce "
+            "training images. Use it only as a baseline or control, never share it outside the sites' own governance."
+        )
+    sites = card.get("sites", [])
+    worst = max((s["epsilon"] for s in sites), default=0.0)
+    delta = card["privacy"]["delta"]
+    return (
+        f"Differentially private at patient level: for every participating site, adding or removing all images "
+        f"of one patient changes the probability of any published output by at most a factor e^epsilon "
+        f"(plus delta), with epsilon <= {worst:.3g} and delta = {delta:g} per site ({card['privacy']['accountant']} "
+        "accountant, Opacus). The generator never saw real images; it was trained only against the DP-protected "
+        "discriminator, so it inherits the guarantee by post-processing."
+    )
+
+
+def render_model_card(card: dict) -> str:
+    """Markdown model card."""
+    arch = card["architecture"]
+    lines = [
+        f"# Model card: {card['run_name']}",
+        "",
+        "Synthetic chest X-ray generator published by cxr-fedsynth. Every image it produces is SYNTHETIC.",
+        "",
+        "## Privacy",
+        "",
+        privacy_statement(card),
+        "",
+    ]
+    if card["private"]:
+        p = card["privacy"]
+        lines += [
+            f"- privacy unit: {p['unit']}",
+            f"- accountant: {p['accountant']}; target epsilon per site {p['target_epsilon']}, delta {p['delta']}",
+            f"- clip norm (max per-patient gradient norm): {p['max_grad_norm']}",
+            "",
+        ]
+    lines += ["## Sites", "", "| site | patients | images | rounds | DP steps | noise multiplier | sample rate | epsilon | delta |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for s in card.get("sites", []):
+        lines.append(
+            f"| {s['name']} | {s['patients']} | {s['images']} | {s['rounds']} | {s['steps']} | "
+            f"{s.get('noise_multiplier') or '-'} | {s.get('sample_rate') or '-'} | "
+            f"{'NOT PRIVATE' if s['epsilon'] is None else format(s['epsilon'], '.3g')} | {s.get('delta') or '-'} |"
+        )
+    lines += [
+        "",
+        "## Model",
+        "",
+        f"- classes ({len(card['classes'])}, condition set `{card['condition_set']}`): {', '.join(card['classes'])}",
+        f"- image size: {arch['image_size']} x {arch['image_size']} px, grayscale, latent size {arch['latent_dim']}",
+        f"- architecture: class-conditional DCGAN generator (width {arch['g_width']}); discriminator with projection "
+        f"and auxiliary-classifier heads (width {arch['d_width']}), GroupNorm, global pooling",
+        f"- rounds: {card['rounds_completed']} of {card['rounds_planned']} planned; loss {card['training']['loss']}",
+        f"- weights: `generator.safetensors` (SHA-256 `{card.get('weights_sha256', '')[:16]}...`); load with "
+        "`common.artifacts.load_generator` or sample with `cxr-generate`",
+        "",
+        "## Data",
+        "",
+        f"- {card['data']['description']}",
+        f"- training patients: {card['data']['patients']}, images: {card['data']['images']}",
+        "- per-class training images: " + ", ".join(f"{k} {v}" for k, v in card["data"]["class_images"].items()),
+        "",
+        "![samples](samples.png)",
+        "",
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,58 @@
+"""Privacy accounting with Opacus' RDP accountant: plan the noise once for a run, compose any history.
+
+One accountant everywhere (planning, per-round reports, the site ledger, the model card): RDP, named
+``ACCOUNTANT`` so reports can say which one gave the number.
+"""
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterable
+
+from opacus.accountants import RDPAccountant
+from opacus.accountants.utils import get_noise_multiplier
+
+from common.errors import ConfigError
+
+ACCOUNTANT = "rdp"
+# For few steps the best RDP order is the largest default one: the bound is still valid, only less tight.
+warnings.filterwarnings("ignore", message="Optimal order is the largest alpha")
+HistoryEntry = tuple[float, float, int]  # (noise multiplier, sample rate, steps)
+
+
+def plan_noise_multiplier(*, target_epsilon: float, delta: float, sample_rate: float, steps: int) -> float:
+    """Noise multiplier for which ``steps`` DP steps at ``sample_rate`` spend at most ``target_epsilon``."""
+    if target_epsilon <= 0 or not 0 < delta < 1:
+        raise ConfigError(f"target epsilon must be > 0 and delta in (0, 1); got {target_epsilon}, {delta}")
+    if steps <= 0:
+        raise ConfigError(f"a DP run needs at least one step, got {steps}")
+    return float(
+        get_noise_multiplier(
+            target_epsilon=target_epsilon, target_delta=delta, sample_rate=sample_rate, steps=steps, accountant=ACCOUNTANT
+        )
+    )
+
+
+def make_accountant(history: Iterable[HistoryEntry] = ()) -> RDPAccountant:
+    """An RDP accountant pre-loaded with ``history``."""
+    accountant = RDPAccountant()
+    accountant.history = [(float(n), float(q), int(s)) for n, q, s in history]
+    return accountant
+
+
+def epsilon_of(history: Iterable[HistoryEntry], *, delta: float) -> float:
+    """Epsilon spent by a composed history (0 for an empty one)."""
+    entries = list(history)
+    if not entries:
+        return 0.0
+    return float(make_accountant(entries).get_epsilon(delta))
+
+
+def merge_history(history: Iterable[HistoryEntry]) -> list[HistoryEntry]:
+    """Collapse consecutive entries with the same noise and sample rate (the accountant's own convention)."""
+    merged: list[HistoryEntry] = []
+    for noise, rate, steps in history:
+        if merged and merged[-1][0] == noise and merged[-1][1] == rate:
+            merged[-1] = (noise, rate, merged[-1][2] + steps)
+        else:
+            merged.append((noise, rate, steps))
+    return merged

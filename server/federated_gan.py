@@ -1,0 +1,231 @@
+"""The server's side of a run: broadcast G and D, aggregate the sites' DP discriminators, train G, publish.
+
+Every round: send G and D to every connected site -> each site trains D with DP-SGD (or refuses, over budget)
+-> average the returned D weights, weighted by the sites' patient counts -> train G against that D ->
+log one line, append to ``metrics.csv``, checkpoint. After the last round the generator (EMA weights) is
+published with its model card.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pandas as pd
+import torch
+from flwr.app import ArrayRecord, ConfigRecord, Message, MessageType, RecordDict
+from flwr.serverapp import Grid
+
+from common.artifacts import clean_state_dict, publish_generator
+from common.atomic import atomic_path
+from common.devices import pick_device
+from common.errors import CxrError
+from common.experiment_config import ExperimentConfig
+from common.generator_training import GeneratorTrainer
+from common.models import build_models
+from common.privacy_accounting import ACCOUNTANT
+from server.checkpoint import load_checkpoint, module_state, restore_optimizer, save_checkpoint
+
+log = logging.getLogger("cxr_fedsynth.server")
+#: Run-config keys that hold local paths: never written into a public model card.
+PRIVATE_KEYS = ("data-dir", "labels", "cache-dir", "output-dir", "ledger-dir", "patient-pattern")
+NODE_WAIT_S = 120.0
+
+
+@dataclass
+class SiteStats:
+    """What the server knows of a site: aggregate counts and its latest privacy figures."""
+
+    name: str
+    patients: int = 0
+    images: int = 0
+    rounds: int = 0
+    steps: int = 0
+    epsilon: float = 0.0
+    delta: float | None = None
+    noise_multiplier: float | None = None
+    sample_rate: float | None = None
+    class_images: dict[str, int] = field(default_factory=dict)
+    refused: int = 0
+    failed: int = 0
+
+
+def weighted_average(states: list[dict[str, torch.Tensor]], weights: list[float]) -> dict[str, torch.Tensor]:
+    """FedAvg of state dicts (weights need not sum to one)."""
+    total = float(sum(weights))
+    return {k: sum(w / total * s[k].float() for s, w in zip(states, weights)).to(states[0][k].dtype) for k in states[0]}
+
+
+class FederatedGanServer:
+    """State of a run on the server; ``run(grid)`` drives it through Flower."""
+
+    def __init__(self, config: ExperimentConfig, *, run_name: str) -> None:
+        self.config = config
+        self.run_name = run_name
+        self.run_dir = Path(config.output_dir).expanduser().resolve() / run_name
+        self.conditions = config.condition_set()
+        self.device = pick_device(config.device)
+        self.arch = config.architecture(len(self.conditions))
+        generator, self.discriminator = build_models(self.arch, seed=config.seed)
+        self.g_trainer = GeneratorTrainer(generator.to(self.device), config.generator_settings())
+        self.discriminator.to(self.device)
+        self.sites: dict[str, SiteStats] = {}
+        self.metric_rows: list[dict] = []
+        self.start_round = 1
+        self._resume()
+
+    # ------------------------------------------------------------------ state
+    def _resume(self) -> None:
+        checkpoint = load_checkpoint(self.run_dir / "checkpoint")
+        if checkpoint is None:
+            return
+        self.g_trainer.generator.load_state_dict(module_state(checkpoint.tensors, "generator"))
+        self.g_trainer.ema.load_state_dict(module_state(checkpoint.tensors, "ema"))
+        self.discriminator.load_state_dict(module_state(checkpoint.tensors, "discriminator"))
+        restore_optimizer(self.g_trainer.optimizer, checkpoint.tensors)
+        self.g_trainer.updates = int(checkpoint.progress.get("g_updates", 0))
+        self.sites = {name: SiteStats(**stats) for name, stats in checkpoint.progress["sites"].items()}
+        self.metric_rows = list(checkpoint.progress["metrics"])
+        self.start_round = checkpoint.round + 1
+        log.info("resuming run %s after round %d from %s", self.run_name, checkpoint.round, self.run_dir / "checkpoint")
+
+    def _checkpoint(self, round_number: int) -> None:
+        save_checkpoint(
+            self.run_dir / "checkpoint",
+            round_number=round_number,
+            modules={"generator": self.g_trainer.generator, "ema": self.g_trainer.ema, "discriminator": self.discriminator},
+            optimizer=self.g_trainer.optimizer,
+            progress={
+                "run_name": self.run_name,
+                "g_updates": self.g_trainer.updates,
+                "sites": {name: vars(stats) for name, stats in self.sites.items()},
+                "metrics": self.metric_rows,
+            },
+        )
+
+    # ------------------------------------------------------------------ messages
+    def round_content(self, round_number: int) -> RecordDict:
+        """What every site receives: G and D weights and the round's identifiers."""
+        return RecordDict(
+            {
+                "generator": ArrayRecord(clean_state_dict(self.g_trainer.generator)),
+                "discriminator": ArrayRecord(clean_state_dict(self.discriminator)),
+                "round": ConfigRecord({"run-id": self.run_name, "round": round_number, "run-dir": str(self.run_dir)}),
+            }
+        )
+
+    def absorb_replies(self, round_number: int, replies: list[Message], num_sent: int) -> dict:
+        """Aggregate successful replies into D, update per-site stats; returns the round's site metrics."""
+        states, weights, losses = [], [], []
+        refused, failed = 0, num_sent - len(replies)
+        for reply in replies:
+            if reply.has_error():
+                failed += 1
+                log.warning("round %d: a site failed: %s", round_number, reply.error.reason)
+                continue
+            status = reply.content["status"]
+            metrics = reply.content["metrics"]
+            stats = self.sites.setdefault(str(status["site"]), SiteStats(name=str(status["site"])))
+            if status["status"] != "ok":
+                refused += 1
+                stats.refused += 1
+                log.warning("round %d: site %s refused: %s", round_number, stats.name, status["reason"])
+                continue
+            states.append(reply.content["discriminator"].to_torch_state_dict())
+            weights.append(float(metrics["num-examples"]))
+            losses.append({k: float(metrics[k]) for k in ("d-loss", "real-score", "fake-score", "aux-accuracy")})
+            stats.patients, stats.images = int(metrics["num-examples"]), int(metrics["num-images"])
+            stats.rounds += 1
+            stats.steps += int(metrics["local-steps"])
+            stats.epsilon = float(metrics["epsilon"])
+            if self.config.dp:
+                stats.delta, stats.noise_multiplier = float(metrics["delta"]), round(float(metrics["noise-multiplier"]), 4)
+                stats.sample_rate = round(float(metrics["sample-rate"]), 5)
+            stats.class_images = {name: int(metrics[f"class-{i}-images"]) for i, name in enumerate(self.conditions.names)}
+        if states:
+            self.discriminator.load_state_dict(weighted_average(states, weights))
+        mean = {k: sum(l[k] for l in losses) / len(losses) for k in losses[0]} if losses else {}
+        return {"sites_ok": len(states), "sites_refused": refused, "sites_failed": failed, **mean}
+
+    # ------------------------------------------------------------------ loop
+    def _wait_for_sites(self, grid: Grid) -> list[int]:
+        deadline = time.monotonic() + NODE_WAIT_S
+        while True:
+            nodes = list(grid.get_node_ids())
+            if len(nodes) >= self.config.min_sites or time.monotonic() > deadline:
+                return nodes
+            time.sleep(1.0)
+
+    def run(self, grid: Grid) -> Path:
+        """All remaining rounds, then publish; returns the published folder."""
+        c = self.config
+        log.info("run %s: %d rounds, dp=%s, output %s", self.run_name, c.num_server_rounds, c.dp, self.run_dir)
+        for round_number in range(self.start_round, c.num_server_rounds + 1):
+            started = time.perf_counter()
+            nodes = self._wait_for_sites(grid)
+            if len(nodes) < c.min_sites:
+                raise CxrError(f"only {len(nodes)} site(s) connected, min-sites is {c.min_sites}; start more SuperNodes")
+            content = self.round_content(round_number)
+            messages = [Message(content=content, message_type=MessageType.TRAIN, dst_node_id=node) for node in nodes]
+            replies = list(grid.send_and_receive(messages, timeout=c.round_timeout))
+            row = {"round": round_number, **self.absorb_replies(round_number, replies, len(messages))}
+            if row["sites_ok"] < c.min_sites:
+                log.warning("round %d: %d site(s) trained, fewer than min-sites=%d; stopping", round_number, row["sites_ok"], c.min_sites)
+                self.metric_rows.append({**row, "time_s": time.perf_counter() - started})
+                break
+            row.update(self.g_trainer.train_against(self.discriminator, seed=c.seed * 100_003 + round_number))
+            row["time_s"] = round(time.perf_counter() - started, 3)
+            row.update({f"epsilon_{name}": stats.epsilon for name, stats in sorted(self.sites.items())})
+            self.metric_rows.append(row)
+            self._write_metrics()
+            self._checkpoint(round_number)
+            eps = ", ".join(f"{n} {s.epsilon:.2f}" for n, s in sorted(self.sites.items()))
+            log.info(
+                "round %d/%d: sites %d ok %d refused %d failed | D loss %.3f | G loss %.3f | epsilon %s | %.1fs",
+                round_number, c.num_server_rounds, row["sites_ok"], row["sites_refused"], row["sites_failed"],
+                row.get("d-loss", float("nan")), row["g_loss"], eps or "-", row["time_s"],
+            )
+        self._write_metrics()
+        published = publish_generator(self.run_dir, self.g_trainer.published(), self.model_card())
+        log.info("published generator: %s", published)
+        return published
+
+    def _write_metrics(self) -> None:
+        with atomic_path(self.run_dir / "metrics.csv") as tmp:
+            pd.DataFrame(self.metric_rows).to_csv(tmp, index=False)
+
+    # ------------------------------------------------------------------ card
+    def model_card(self) -> dict:
+        c = self.config
+        trained = [s for s in self.sites.values() if s.rounds]
+        class_images = {name: sum(s.class_images.get(name, 0) for s in trained) for name in self.conditions.names}
+        return {
+            "run_name": self.run_name,
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "private": c.dp,
+            "classes": self.conditions.names,
+            "condition_set": c.conditions,
+            "rounds_planned": c.num_server_rounds,
+            "rounds_completed": sum(1 for r in self.metric_rows if r.get("sites_ok", 0) >= c.min_sites),
+            "privacy": {
+                "dp": c.dp,
+                "unit": "patient (Poisson sampling of patients, one image per sampled patient, per-patient clipping)",
+                "accountant": f"{ACCOUNTANT} (Opacus RDPAccountant)",
+                "target_epsilon": c.target_epsilon if c.dp else None,
+                "delta": c.target_delta if c.dp else None,
+                "max_grad_norm": c.max_grad_norm if c.dp else None,
+            },
+            "sites": [
+                {**{k: v for k, v in vars(s).items() if k not in ("refused", "failed")}, "epsilon": s.epsilon if c.dp else None}
+                for s in sorted(trained, key=lambda s: s.name)
+            ],
+            "data": {
+                "description": "embedded PHANTOM chest drawings (not real radiographs)" if c.uses_phantoms else "site data (paths not recorded)",
+                "patients": sum(s.patients for s in trained),
+                "images": sum(s.images for s in trained),
+                "class_images": class_images,
+            },
+            "training": {k: v for k, v in c.to_run_config().items() if k not in PRIVATE_KEYS},
+        }
