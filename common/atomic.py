@@ -8,6 +8,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+PUBLIC_MODE = 0o644
+
 
 @contextmanager
 def atomic_path(target: Path) -> Iterator[Path]:
@@ -15,6 +17,7 @@ def atomic_path(target: Path) -> Iterator[Path]:
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.fchmod(fd, PUBLIC_MODE)  # mkstemp creates 0600; published artifacts are meant to be read
     os.close(fd)
     tmp_path = Path(tmp)
     try:

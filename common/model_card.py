@@ -15,8 +15,8 @@ def privacy_statement(card: dict) -> str:
     return (
         f"Differentially private at patient level: for every participating site, adding or removing all images "
         f"of one patient changes the probability of any published output by at most a factor e^epsilon "
-        f"(plus delta), with epsilon <= {worst:.3g} and delta = {delta:g} per site ({card['privacy']['accountant']} "
-        "accountant, Opacus). The generator never saw real images; it was trained only against the DP-protected "
+        f"(plus delta), with epsilon <= {worst:.3g} and delta = {delta:g} per site (accountant: "
+        f"{card['privacy']['accountant']}). The generator never saw real images; it was trained only against the DP-protected "
         "discriminator, so it inherits the guarantee by post-processing."
     )
 

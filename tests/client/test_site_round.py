@@ -1,0 +1,64 @@
+"""A site's round without Flower: reported epsilon equals an offline accountant; over-budget rounds are
+refused before any training; the ledger carries spend across runs."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from client.site_round import RunPrivacyState, Site, run_site_round
+from common.artifacts import clean_state_dict
+from common.experiment_config import ExperimentConfig
+from common.models import build_models
+from common.privacy_accounting import epsilon_of
+from common.simulated_sites import read_run_dataset, split_records
+from common.site_ledger import Budget, SiteLedger
+
+CONFIG = ExperimentConfig(image_size=32, phantom_patients=40, num_server_rounds=3, local_steps=2, batch_size=4, g_width=8, d_width=8, latent_dim=8)
+
+
+@pytest.fixture(scope="module")
+def site_records():
+    per_site, _ = split_records(CONFIG, read_run_dataset(CONFIG).records, 2)
+    return per_site[0]
+
+
+def _weights():
+    g, d = build_models(CONFIG.architecture(4), seed=0)
+    return {"generator": clean_state_dict(g), "discriminator": clean_state_dict(d)}
+
+
+def test_reported_epsilon_equals_offline_accountant(site_records, tmp_path: Path) -> None:
+    site = Site("s", site_records, tmp_path / "ledger.json", Budget(CONFIG.target_epsilon, CONFIG.target_delta))
+    state = RunPrivacyState()
+    for round_number in (1, 2, 3):
+        reply = run_site_round(CONFIG, site, global_weights=_weights(), run_id="run-a", round_number=round_number, state=state)
+        state = reply.state
+        assert reply.status == "ok"
+        offline = epsilon_of([(state.noise_multiplier, state.sample_rate, CONFIG.local_steps)] * round_number, delta=CONFIG.target_delta)
+        assert reply.metrics["epsilon"] == pytest.approx(offline, rel=1e-12)
+    assert reply.metrics["epsilon"] <= CONFIG.target_epsilon
+    assert reply.metrics["sample-rate"] == pytest.approx(CONFIG.batch_size / reply.metrics["num-examples"])
+    assert set(reply.discriminator) == set(_weights()["discriminator"])  # no Opacus prefixes
+
+
+def test_over_budget_round_is_refused_before_training(site_records, tmp_path: Path) -> None:
+    ledger_path = tmp_path / "ledger.json"
+    site = Site("s", site_records, ledger_path, Budget(CONFIG.target_epsilon, CONFIG.target_delta))
+    state = RunPrivacyState()
+    for round_number in (1, 2, 3):  # the whole planned run: spends (almost) the full budget
+        state = run_site_round(CONFIG, site, global_weights=_weights(), run_id="run-a", round_number=round_number, state=state).state
+    spent = SiteLedger(ledger_path, site.budget).spent()
+    # A second run on the same ledger (a restart, a new run): refused, and nothing more is recorded.
+    reply = run_site_round(CONFIG, site, global_weights=_weights(), run_id="run-b", round_number=1, state=RunPrivacyState())
+    assert reply.status == "refused" and reply.discriminator is None and "privacy budget" in reply.reason
+    assert SiteLedger(ledger_path, site.budget).spent() == pytest.approx(spent)
+    assert len(SiteLedger(ledger_path, site.budget).entries()) == 3
+
+
+def test_without_dp_the_reply_says_not_private(site_records, tmp_path: Path) -> None:
+    config = CONFIG.replace(dp=False)
+    site = Site("s", site_records, tmp_path / "ledger.json", Budget(1.0, 1e-5))
+    reply = run_site_round(config, site, global_weights=_weights(), run_id="r", round_number=1, state=RunPrivacyState())
+    assert reply.status == "ok" and "NOT PRIVATE" in reply.reason and reply.metrics["epsilon"] == float("inf")
+    assert not (tmp_path / "ledger.json").exists()

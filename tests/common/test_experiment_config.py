@@ -1,0 +1,36 @@
+"""Run config in, typed config out: the Flower app's pyproject and the dataclass agree; bad keys are refused."""
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from common.errors import ConfigError
+from common.experiment_config import ExperimentConfig
+
+APP = Path(__file__).resolve().parents[2] / "simulations" / "nih_split" / "pyproject.toml"
+
+
+def test_app_run_config_matches_the_dataclass_defaults() -> None:
+    app = tomllib.loads(APP.read_text())
+    assert "federations" not in app["tool"]["flwr"], "flwr run would rewrite the tracked file"
+    run_config = app["tool"]["flwr"]["app"]["config"]
+    assert run_config == ExperimentConfig().to_run_config()
+    assert ExperimentConfig.from_run_config(run_config) == ExperimentConfig()
+
+
+def test_unknown_key_and_wrong_type_are_refused() -> None:
+    with pytest.raises(ConfigError, match=r"unknown run-config key\(s\) \['num-rounds'\]"):
+        ExperimentConfig.from_run_config({"num-rounds": 3})
+    with pytest.raises(ConfigError, match="batch-size must be a int"):
+        ExperimentConfig.from_run_config({"batch-size": "big"})
+    with pytest.raises(ConfigError, match="image size 100 is not supported"):
+        ExperimentConfig.from_run_config({"image-size": 100})
+    with pytest.raises(ConfigError, match="loss 'wgan' is unknown"):
+        ExperimentConfig.from_run_config({"loss": "wgan"})
+
+
+def test_values_are_coerced_to_field_types() -> None:
+    config = ExperimentConfig.from_run_config({"target-epsilon": 3, "dp": "false", "local-steps": 4.0})
+    assert config.target_epsilon == 3.0 and config.dp is False and config.local_steps == 4

@@ -1,0 +1,105 @@
+"""Start and stop the test's own Flower processes (by PID, in their own process group), never anyone else's."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def flower_env(home: Path, http_port: int, control_port: int) -> dict[str, str]:
+    """Environment for the flwr CLI and a SuperLink private to one test."""
+    env = os.environ.copy()
+    env.update(
+        {
+            "FLWR_HOME": str(home),
+            "FLWR_LOCAL_SUPERLINK_HTTP_API_PORT": str(http_port),
+            "FLWR_LOCAL_CONTROL_API_PORT": str(control_port),
+            "FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION": "1",
+            "FLWR_DISABLE_UPDATE_CHECK": "1",
+            "RAY_DEDUP_LOGS": "0",
+            "RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO": "0",
+        }
+    )
+    return env
+
+
+def stop_process_group(process: subprocess.Popen) -> None:
+    """SIGTERM the process group we created, then SIGKILL what is left."""
+    if process.poll() is not None:
+        return
+    try:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=20)
+    except (ProcessLookupError, subprocess.TimeoutExpired):
+        try:
+            os.killpg(process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        process.wait(timeout=10)
+
+
+@dataclass
+class LocalSuperLink:
+    """A simulation SuperLink on loopback that ``flwr run`` finds through the local connection."""
+
+    env: dict[str, str]
+    http_port: int
+    process: subprocess.Popen
+
+    def flwr(self, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["flwr", *args], cwd=REPO_ROOT, env=self.env, capture_output=True, text=True, timeout=timeout)
+
+    def run_status(self, run_id: str) -> str:
+        """The run's final status as the SuperLink records it (flwr run --stream exits 0 even on failure)."""
+        listing = self.flwr("list", "--run-id", run_id, "--format", "json", timeout=60)
+        runs = json.loads(listing.stdout)["runs"]
+        return str(runs[0]["status"])
+
+
+@contextmanager
+def simulation_superlink(home: Path) -> Iterator[LocalSuperLink]:
+    """Start ``flower-superlink --simulation`` the way ``flwr run`` would, and always stop it."""
+    http_port, control_port = free_port(), free_port()
+    env = flower_env(home, http_port, control_port)
+    home.mkdir(parents=True, exist_ok=True)
+    command = [
+        "flower-superlink", "--insecure", "--simulation", "--isolation", "subprocess",
+        "--control-api-address", f"127.0.0.1:{control_port}", "--host", "127.0.0.1", "--port", str(http_port),
+        "--database", str(home / "state.db"),
+    ]
+    log = (home / "superlink.log").open("w")
+    process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"flower-superlink exited with {process.returncode}: see {home / 'superlink.log'}")
+            try:
+                if httpx.get(f"http://127.0.0.1:{http_port}/health", timeout=0.5).is_success:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError("flower-superlink did not become healthy in 60 s")
+            time.sleep(0.3)
+        yield LocalSuperLink(env, http_port, process)
+    finally:
+        stop_process_group(process)
+        log.close()
