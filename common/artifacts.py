@@ -17,7 +17,7 @@ from safetensors.torch import load_file, save_file
 from common.atomic import atomic_path, write_json_atomic, write_text_atomic
 from common.errors import ArtifactError
 from common.model_card import render_model_card
-from common.models import GanArchitecture, Generator
+from common.models import Discriminator, GanArchitecture, Generator
 from common.sample_grid import save_sample_grid
 
 CARD_FORMAT = "cxr-fedsynth-generator/1"
@@ -106,3 +106,19 @@ def sample(published: PublishedGenerator, class_name: str, count: int, *, seed: 
             z = torch.randn(n, g.arch.latent_dim, device=device, generator=gen)
             chunks.append(g(z, torch.full((n,), label, device=device, dtype=torch.long)))
     return torch.cat(chunks) if chunks else torch.zeros(0, 1, g.arch.image_size, g.arch.image_size)
+
+
+def load_discriminator(path: Path, arch: GanArchitecture, *, device: str | torch.device = "cpu") -> Discriminator:
+    """The aggregated discriminator from a server checkpoint (``discriminator.*`` keys) or a plain state dict."""
+    try:
+        state = load_file(str(path), device=str(device))
+    except (SafetensorError, OSError) as exc:
+        raise ArtifactError(f"{path}: not a readable safetensors file ({exc}); pass checkpoint/checkpoint.safetensors") from None
+    if any(k.startswith("discriminator.") for k in state):
+        state = {k.removeprefix("discriminator."): v for k, v in state.items() if k.startswith("discriminator.")}
+    discriminator = Discriminator(arch)
+    try:
+        discriminator.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        raise ArtifactError(f"{path}: discriminator weights do not fit this generator's architecture ({exc})") from None
+    return discriminator.to(device).eval()

@@ -11,7 +11,7 @@ USER_ERROR_EXIT = 2
 def run_cli(command: click.Command, args: list[str] | None = None) -> int:
     """Invoke ``command``; a CxrError becomes ``error: <message>`` on stderr and exit code 2."""
     try:
-        command.main(args=args, standalone_mode=False)
+        returned = command.main(args=args, standalone_mode=False)  # returns the code of a click Exit
     except CxrError as exc:
         click.echo(f"error: {exc}", err=True)
         return USER_ERROR_EXIT
@@ -23,4 +23,4 @@ def run_cli(command: click.Command, args: list[str] | None = None) -> int:
     except click.ClickException as exc:
         exc.show()
         return exc.exit_code
-    return 0
+    return returned if isinstance(returned, int) else 0

@@ -1,0 +1,63 @@
+"""Folders for audit tests: disjoint patient groups from the real cxr128 set, and synthetic sets built from them."""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+
+from common.artifacts import publish_generator
+from common.models import GanArchitecture, build_models
+
+CLASSES = ["No Finding", "Pneumonia", "COVID-19", "Other Finding"]
+
+
+def patient_groups(cxr128: Path, sizes: list[int], *, seed: int = 0) -> list[pd.DataFrame]:
+    """Disjoint groups of whole patients (one image each keeps the fixture small)."""
+    table = pd.read_csv(cxr128 / "metadata.csv", dtype=str, keep_default_na=False)
+    table = table[table["Upsampled"] == "False"].drop_duplicates("Patient ID")
+    table = table.sample(frac=1.0, random_state=seed)
+    out, start = [], 0
+    for size in sizes:
+        out.append(table.iloc[start : start + size])
+        start += size
+    return out
+
+
+def site_folder(cxr128: Path, rows: pd.DataFrame, folder: Path) -> Path:
+    folder.mkdir(parents=True)
+    for name in rows["Image Index"]:
+        shutil.copy(cxr128 / name, folder / name)
+    rows[["Image Index", "Finding Labels", "Patient ID"]].to_csv(folder / "metadata.csv", index=False)
+    return folder
+
+
+def synthetic_folder(cxr128: Path, rows: pd.DataFrame, folder: Path, *, noise: float, size: int, seed: int = 0) -> Path:
+    """Images derived from ``rows`` (resized to ``size``, plus Gaussian noise), labelled like generator output."""
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True)
+    lines = ["Image Index,Finding Labels"]
+    for i, row in enumerate(rows.itertuples()):
+        with Image.open(cxr128 / row[1]) as img:
+            arr = np.asarray(img.convert("L").resize((size, size), Image.Resampling.LANCZOS), dtype=float)
+        arr = np.clip(arr + rng.normal(0, noise * 255, arr.shape), 0, 255).astype(np.uint8)
+        name = f"synthetic_{i:04d}.png"
+        Image.fromarray(arr).save(folder / name)
+        lines.append(f"{name},{row[3]}")  # Coarse Label is the class the generator would have been asked for
+    (folder / "labels.csv").write_text("\n".join(lines) + "\n")
+    return folder
+
+
+def tiny_generator(folder: Path, *, size: int = 32, private: bool = True) -> Path:
+    generator, _ = build_models(GanArchitecture(image_size=size, num_classes=4, latent_dim=8, g_width=8), seed=0)
+    card = {
+        "run_name": "audit-test", "created": "now", "private": private, "classes": CLASSES, "condition_set": "coarse",
+        "rounds_planned": 1, "rounds_completed": 1,
+        "privacy": {"dp": private, "unit": "patient", "accountant": "rdp", "target_epsilon": 1.0, "delta": 1e-5, "max_grad_norm": 1.0},
+        "sites": [{"name": "a", "patients": 1, "images": 1, "rounds": 1, "steps": 1, "epsilon": 1.0, "delta": 1e-5}],
+        "data": {"description": "test", "patients": 1, "images": 1, "class_images": {c: 0 for c in CLASSES}},
+        "training": {"loss": "hinge"},
+    }
+    return publish_generator(folder, generator, card, samples_per_class=1)
