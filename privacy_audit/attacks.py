@@ -14,7 +14,7 @@ import torch
 from scipy.stats import gaussian_kde
 
 from common.models import Discriminator
-from privacy_audit.neighbours import count_within, nearest_neighbours
+from common.neighbours import count_within, nearest_neighbours
 
 DOMIAS_DIMS = 5
 

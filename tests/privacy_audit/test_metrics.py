@@ -8,7 +8,7 @@ import pytest
 
 from privacy_audit import attacks
 from privacy_audit.memorization import distance_to_closest_record, find_copies
-from privacy_audit.neighbours import count_within, nearest_neighbours
+from common.neighbours import count_within, nearest_neighbours
 from privacy_audit.roc import auc, clopper_pearson, empirical_epsilon, evaluate_attack, roc_curve, tpr_at_fpr
 
 

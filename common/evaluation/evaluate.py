@@ -1,0 +1,110 @@
+"""Train on synthetic, test on real (TSTR) against train on real (TRTR) and against the honest baseline, a
+classifier trained directly on the real images with DP-SGD at the generator's epsilon; plus fidelity."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from common.artifacts import load_generator, sample
+from common.conditions import load_condition_set
+from common.errors import DataError
+from common.evaluation import fidelity
+from common.evaluation.classifier import TrainSettings, embed, predict_proba, train_classifier, train_dp_classifier
+from common.evaluation.utility import classification_metrics
+from common.image_cache import SiteImages, load_site_images
+from common.preprocess import to_uint8
+from common.site_data import read_site
+
+DEFAULT_DELTA = 1e-5
+
+
+@dataclass(frozen=True)
+class EvaluationRequest:
+    """What to evaluate against which real data."""
+
+    generator_dir: Path
+    real_train: Path
+    real_test: Path
+    train_labels: Path | None = None
+    test_labels: Path | None = None
+    epsilon_baseline: float | None = None
+    samples_per_class: int = 400
+    epochs: int = 8
+    seed: int = 0
+    cache_dir: Path | None = None
+    show_progress: bool = True
+
+
+def _real(path: Path, labels: Path | None, conditions, size: int, request: EvaluationRequest) -> SiteImages:
+    site = read_site(path, conditions, labels=labels)
+    return load_site_images(site.records, image_size=size, cache_dir=request.cache_dir, show_progress=request.show_progress)
+
+
+def run_evaluation(request: EvaluationRequest) -> dict:
+    """Every utility and fidelity figure, JSON-ready, plus the image arrays the HTML shows."""
+    published = load_generator(request.generator_dir)
+    classes = published.classes
+    conditions = load_condition_set(published.card["condition_set"])
+    size = published.generator.arch.image_size
+    train = _real(request.real_train, request.train_labels, conditions, size, request)
+    test = _real(request.real_test, request.test_labels, conditions, size, request)
+    overlap = set(train.patient_ids) & set(test.patient_ids)
+    if overlap:
+        raise DataError(f"{request.real_test}: {len(overlap)} patient(s) also in --real-train (e.g. {sorted(overlap)[0]}); test on other patients")
+    synthetic = np.concatenate([to_uint8(sample(published, c, request.samples_per_class, seed=request.seed + i)) for i, c in enumerate(classes)])
+    synthetic_labels = np.repeat(np.arange(len(classes)), request.samples_per_class)
+    settings = TrainSettings(epochs=request.epochs, seed=request.seed)
+
+    tstr = train_classifier(synthetic, synthetic_labels, len(classes), settings)
+    trtr = train_classifier(train.images, train.conditions, len(classes), settings)
+    results = {
+        "TSTR (train synthetic, test real)": classification_metrics(predict_proba(tstr, test.images), test.conditions, classes, seed=request.seed),
+        "TRTR (train real, test real)": classification_metrics(predict_proba(trtr, test.images), test.conditions, classes, seed=request.seed),
+    }
+    claimed = max((s["epsilon"] for s in published.card.get("sites", []) if s.get("epsilon") is not None), default=None)
+    epsilon = request.epsilon_baseline if request.epsilon_baseline is not None else claimed
+    delta = float(published.card.get("privacy", {}).get("delta") or DEFAULT_DELTA)
+    baseline_note = "no epsilon to match (a NOT PRIVATE generator without --epsilon-baseline): DP-SGD baseline skipped"
+    if epsilon is not None:
+        dp_model, spent = train_dp_classifier(train.images, train.conditions, len(classes), settings, epsilon=float(epsilon), delta=delta)
+        name = f"DP-SGD direct (real, epsilon {epsilon:.3g})"
+        results[name] = classification_metrics(predict_proba(dp_model, test.images), test.conditions, classes, seed=request.seed)
+        results[name]["epsilon_spent"] = spent
+        baseline_note = _compare(results["TSTR (train synthetic, test real)"], results[name])
+
+    real_features, synthetic_features = embed(trtr, test.images), embed(trtr, synthetic)
+    fid = {"overall": {**fidelity.frechet_and_kid(test.images, synthetic, trtr), **fidelity.prdc(real_features, synthetic_features)}, "per_class": {}}
+    diversity, histograms = {}, {}
+    for i, name in enumerate(classes):
+        real_c, syn_c = test.images[test.conditions == i], synthetic[synthetic_labels == i]
+        if len(real_c) >= 2:
+            fid["per_class"][name] = fidelity.frechet_and_kid(real_c, syn_c, trtr)
+        diversity[name] = {"synthetic": fidelity.within_class_diversity(syn_c, seed=request.seed), "real": fidelity.within_class_diversity(train.images[train.conditions == i], seed=request.seed)}
+        histograms[name] = {"synthetic": fidelity.intensity_histogram(syn_c), "real": fidelity.intensity_histogram(real_c) if len(real_c) else []}
+    report = {
+        "generator": {"path": str(request.generator_dir), "run_name": published.card.get("run_name"), "private": published.private, "claimed_epsilon": claimed, "weights_sha256": published.card.get("weights_sha256")},
+        "data": {"train_images": len(train.records), "train_patients": len(set(train.patient_ids)), "test_images": len(test.records), "test_patients": len(set(test.patient_ids)), "synthetic_per_class": request.samples_per_class},
+        "classes": classes,
+        "classifiers": results,
+        "baseline_verdict": baseline_note,
+        "fidelity": fid,
+        "classifier_two_sample_accuracy": fidelity.two_sample_test(test.images, synthetic, seed=request.seed),
+        "within_class_diversity": diversity,
+        "intensity_histograms": histograms,
+        "settings": {"epochs": request.epochs, "seed": request.seed, "classifier": "CompactCNN (4 conv blocks, GroupNorm)", "feature_encoder": "the TRTR classifier's penultimate layer"},
+    }
+    return {"report": report, "synthetic": synthetic, "synthetic_labels": synthetic_labels}
+
+
+def _compare(tstr: dict, dp: dict) -> str:
+    """Plain words: is the synthetic data worth more than training directly with DP-SGD?"""
+    parts = []
+    for key, label in (("macro_auroc", "macro AUROC"),):
+        parts.append(f"{label}: TSTR {tstr[key]:.3f} vs DP-SGD direct {dp[key]:.3f}")
+    if "pneumonia_vs_normal" in tstr:
+        parts.append(f"pneumonia vs normal AUROC: TSTR {tstr['pneumonia_vs_normal']['auroc']:.3f} vs DP-SGD direct {dp['pneumonia_vs_normal']['auroc']:.3f}")
+    worth = tstr["macro_auroc"] > dp["macro_auroc"]
+    verdict = "synthetic data BEATS the direct DP-SGD classifier" if worth else "synthetic data does NOT beat the direct DP-SGD classifier: train on real data with DP-SGD instead"
+    return f"{verdict} ({'; '.join(parts)})"
