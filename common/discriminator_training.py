@@ -15,8 +15,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.nn.functional as F
-from opacus import GradSampleModule
 from opacus.accountants import RDPAccountant
+from opacus.grad_sample import AbstractGradSampleModule
+from opacus.grad_sample.utils import wrap_model
 from opacus.optimizers import DPOptimizer
 
 from common.gan_losses import d_loss_fake, d_loss_real
@@ -25,6 +26,7 @@ from common.patient_sampler import PatientPoissonSampler
 
 # Opacus' hooks on the first layer fire although the images need no gradient; harmless, and noisy per step.
 warnings.filterwarnings("ignore", message="Full backward hook is firing when gradients are computed with respect to module outputs")
+warnings.filterwarnings("ignore", message=".*torch.cpu.amp.autocast.*", category=FutureWarning)  # expanded weights
 
 
 @dataclass(frozen=True)
@@ -37,6 +39,7 @@ class DiscriminatorSettings:
     beta1: float = 0.5
     loss: str = "hinge"
     aux_weight: float = 1.0
+    grad_sample_mode: str = "ew"  # Opacus per-sample gradient engine: ew (fastest on CPU here), hooks, functorch
 
 
 @dataclass(frozen=True)
@@ -81,7 +84,7 @@ class DiscriminatorTrainer:
             return
         if accountant is None:
             raise ValueError("a DP round needs an accountant to record its steps")
-        self.model = GradSampleModule(discriminator, loss_reduction="sum")
+        self.model = wrap_model(discriminator, settings.grad_sample_mode, batch_first=True, loss_reduction="sum")
         self.optimizer = DPOptimizer(
             optimizer,
             noise_multiplier=dp.noise_multiplier,
@@ -95,6 +98,7 @@ class DiscriminatorTrainer:
     def step(self, real: torch.Tensor, real_labels: torch.Tensor, fake: torch.Tensor, fake_labels: torch.Tensor) -> dict[str, float]:
         """One D update on ``real`` (n rows, n may be 0) and ``fake`` (batch_size rows)."""
         s = self.settings
+        self.optimizer.zero_grad(set_to_none=True)  # before the forward: expanded-weights mode checks there
         images = torch.cat([real, fake])  # [n + B, 1, S, S]
         labels = torch.cat([real_labels, fake_labels])
         score, logits = self.model(images, labels)  # [n + B], [n + B, K]
@@ -107,7 +111,6 @@ class DiscriminatorTrainer:
         )
         # DP: DPOptimizer divides the noised sum by B; plain: divide here so both take the same step size.
         loss = per_row.sum() if self.dp else per_row.sum() / s.batch_size
-        self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
         return {
@@ -120,7 +123,7 @@ class DiscriminatorTrainer:
     def finish(self) -> Discriminator:
         """Remove Opacus hooks and per-sample gradients; the returned module is safe to share."""
         self.optimizer.zero_grad(set_to_none=True)
-        if isinstance(self.model, GradSampleModule):
+        if isinstance(self.model, AbstractGradSampleModule):
             self.model.to_standard_module()
         for p in self.discriminator.parameters():
             p.grad_sample = None

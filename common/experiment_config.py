@@ -22,6 +22,9 @@ from common.partition import PartitionSpec
 from common.phantoms import PhantomSpec
 from common.preprocess import check_image_size
 
+#: Opacus per-sample gradient engines; all three are checked against hand-computed clipped gradients in tests.
+GRAD_SAMPLE_MODES = ("ew", "hooks", "functorch")
+
 
 @dataclass(frozen=True)
 class ExperimentConfig:
@@ -62,6 +65,7 @@ class ExperimentConfig:
     local_steps: int = 15
     lr_d: float = 2e-4
     aux_weight_d: float = 1.0
+    grad_sample_mode: str = "ew"
     site_budget_epsilon: float = 0.0
     ledger_dir: str = ""
     # server (generator)
@@ -83,6 +87,8 @@ class ExperimentConfig:
             raise ConfigError(f"run config holdout-fraction must be in [0, 1) (got {self.holdout_fraction})")
         if self.dp and (self.target_epsilon <= 0 or not 0 < self.target_delta < 1 or self.max_grad_norm <= 0):
             raise ConfigError("with dp=true, target-epsilon and max-grad-norm must be > 0 and target-delta in (0, 1)")
+        if self.grad_sample_mode not in GRAD_SAMPLE_MODES:
+            raise ConfigError(f"run config grad-sample-mode must be one of {GRAD_SAMPLE_MODES} (got {self.grad_sample_mode!r})")
         if self.device not in {"auto", "cpu", "cuda"}:
             raise ConfigError(f"run config device must be auto, cpu or cuda (got {self.device!r})")
 
@@ -114,7 +120,7 @@ class ExperimentConfig:
         return GanArchitecture(self.image_size, num_classes, self.latent_dim, self.g_width, self.d_width)
 
     def discriminator_settings(self) -> DiscriminatorSettings:
-        return DiscriminatorSettings(self.batch_size, self.local_steps, self.lr_d, 0.5, self.loss, self.aux_weight_d)
+        return DiscriminatorSettings(self.batch_size, self.local_steps, self.lr_d, 0.5, self.loss, self.aux_weight_d, self.grad_sample_mode)
 
     def generator_settings(self) -> GeneratorSettings:
         return GeneratorSettings(self.g_batch_size, self.g_steps, self.lr_g, 0.5, self.loss, self.aux_weight_g, self.ema_decay)

@@ -92,7 +92,8 @@ class Discriminator(nn.Module):
         # images: [B, 1, S, S] -> features [B, C, 4, 4] -> pooled h: [B, C]
         h = self.features(images).mean(dim=(2, 3))
         # projection conditioning: score = w.h + <embed(y), h>
-        score = self.adversarial(h).squeeze(1) + (self.projection(labels) * h).sum(dim=1)
+        projected = self.projection(labels.unsqueeze(1)).squeeze(1)  # [B, 1] input: every Opacus mode accepts it
+        score = self.adversarial(h).squeeze(1) + (projected * h).sum(dim=1)
         return score, self.classifier(h)
 
 

@@ -25,8 +25,9 @@ def _rows(n_real: int = 5, n_fake: int = 4, seed: int = 0):
     return real, torch.randint(0, 3, (n_real,), generator=gen), fake, torch.randint(0, 3, (n_fake,), generator=gen)
 
 
-def test_dp_step_equals_clipped_mean_of_per_row_gradients() -> None:
-    settings = DiscriminatorSettings(batch_size=4, lr=1e-3, aux_weight=0.7)
+@pytest.mark.parametrize("mode", ["hooks", "ew", "functorch"])
+def test_dp_step_equals_clipped_mean_of_per_row_gradients(mode: str) -> None:
+    settings = DiscriminatorSettings(batch_size=4, lr=1e-3, aux_weight=0.7, grad_sample_mode=mode)
     _, d_private = build_models(ARCH, seed=1)
     _, d_reference = build_models(ARCH, seed=1)
     real, real_y, fake, fake_y = _rows()

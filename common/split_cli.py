@@ -1,0 +1,48 @@
+"""``cxr-split``: write the simulation's patient-level split (sites and holdout) as label tables.
+
+Uses the same code and settings as ``flwr run simulations/nih_split``, so ``holdout.csv`` lists exactly the
+patients no simulated site saw: pass it to ``cxr-evaluate --test-labels`` and ``privacy-audit --holdout-labels``
+(with the same data folder), and ``train.csv`` as the members.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+import pandas as pd
+from flwr.common.config import parse_config_args
+
+from common.atomic import atomic_path
+from common.cli_errors import run_cli
+from common.experiment_config import ExperimentConfig
+from common.records import ImageRecord
+from common.simulated_sites import dataset_dir, read_run_dataset, split_records
+
+
+def _write_table(records: list[ImageRecord], data_dir: Path, path: Path) -> None:
+    rows = [{"Image Index": str(r.path.relative_to(data_dir)), "Finding Labels": "|".join(r.findings), "Patient ID": r.patient_id} for r in records]
+    with atomic_path(path) as tmp:
+        pd.DataFrame(rows, columns=["Image Index", "Finding Labels", "Patient ID"]).to_csv(tmp, index=False)
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--num-sites", default=2, show_default=True, type=click.IntRange(1))
+@click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path))
+@click.option("--run-config", "overrides", multiple=True, help="Run-config settings exactly as given to flwr run --run-config, e.g. \"data-dir='/data' seed=0\".")
+def cli(num_sites: int, out_dir: Path, overrides: tuple[str, ...]) -> None:
+    """Write train.csv, holdout.csv and site-<k>.csv for a simulation's settings."""
+    config = ExperimentConfig.from_run_config(parse_config_args(list(overrides)))
+    data_dir = dataset_dir(config)
+    per_site, holdout = split_records(config, read_run_dataset(config).records, num_sites)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for k, records in enumerate(per_site):
+        _write_table(records, data_dir, out_dir / f"site-{k}.csv")
+    _write_table([r for site in per_site for r in site], data_dir, out_dir / "train.csv")
+    _write_table(holdout, data_dir, out_dir / "holdout.csv")
+    click.echo(f"data {data_dir}: {sum(map(len, per_site))} training images at {num_sites} sites, {len(holdout)} holdout images -> {out_dir}")
+
+
+def main() -> None:
+    """Console-script entry point."""
+    sys.exit(run_cli(cli))
