@@ -40,6 +40,8 @@ def _save_state(context: Context, state: RunPrivacyState) -> None:
 def train(msg: Message, context: Context) -> Message:
     """One round at this site: DP discriminator update, or a refusal when the budget would be exceeded."""
     config = ExperimentConfig.from_run_config(context.run_config)
+    if "device" in context.node_config:  # the site decides where its data is processed
+        config = config.replace(device=str(context.node_config["device"]))
     round_info = msg.content["round"]
     site = site_from_context(config, context.node_config, run_dir=str(round_info["run-dir"]))
     weights = {name: msg.content[name].to_torch_state_dict() for name in ("generator", "discriminator")}

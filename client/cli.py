@@ -9,10 +9,13 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from client.join import JoinSettings, default_ledger, start_supernode
 from common.cli_errors import run_cli
 from common.data_config import DataConfig
-from common.errors import DataError
+from common.errors import ConfigError, DataError
 from common.site_check import check_site
+from common.site_ledger import SiteLedger
+from common.site_keys import create_site_key
 
 MAX_SKIPS_SHOWN = 20
 
@@ -53,9 +56,69 @@ def _print_check(summary: dict) -> None:
         console.print(f"[yellow]warning[/] {warning}", highlight=False, soft_wrap=True)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
-def cli() -> None:
-    """cxr-fedsynth site client: check a site's X-ray folder and join a federation."""
+@click.group(context_settings={"help_option_names": ["-h", "--help"]}, invoke_without_command=True)
+@click.option("--data", "data_dir", type=click.Path(path_type=Path), help="Site folder with the X-rays (joins the federation).")
+@click.option("--superlink", help="The operator's SuperLink, HOST:PORT.")
+@click.option("--root-certificates", type=click.Path(path_type=Path), help="CA certificate (PEM) that signed the SuperLink's TLS certificate.")
+@click.option("--auth-key", type=click.Path(path_type=Path), help="This site's private key (OpenSSH ECDSA), registered by the operator.")
+@click.option("--labels", type=click.Path(path_type=Path), help="Label CSV (default: a table in --data, else class folders).")
+@click.option("--site-name", default="site", show_default=True, help="How the site appears in the model card.")
+@click.option("--budget-epsilon", default=10.0, show_default=True, type=float, help="The site's total privacy budget (all rounds and runs).")
+@click.option("--budget-delta", default=1e-5, show_default=True, type=float)
+@click.option("--ledger", type=click.Path(path_type=Path), help="Privacy ledger (default ~/.config/cxr-fedsynth/<site>/ledger.json).")
+@click.option("--gpu/--cpu", "use_gpu", default=None, help="Train on the GPU / on the CPU (default: GPU when present).")
+@click.option("--patient-pattern", default=None, help="Regex on file names giving the patient ID when the table has none.")
+@click.option("--port", default=9094, show_default=True, type=int, help="Local port of the SuperNode's runtime API.")
+@click.option("--insecure", is_flag=True, help="No TLS, no node authentication (local test networks only).")
+@click.pass_context
+def cli(ctx: click.Context, data_dir: Path | None, superlink: str | None, ledger: Path | None, use_gpu: bool | None, **options) -> None:
+    """cxr-fedsynth site client. With --data and --superlink: validate the folder, then join the federation.
+
+    Subcommands: check (validate a folder), budget (privacy spent), keygen (a site key for node authentication).
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    if data_dir is None or superlink is None:
+        click.echo(ctx.get_help())
+        raise ConfigError("to join a federation pass --data DIR and --superlink HOST:PORT (or use a subcommand)")
+    device = "auto" if use_gpu is None else ("cuda" if use_gpu else "cpu")
+    settings = JoinSettings(data_dir=data_dir, superlink=superlink, ledger=ledger or default_ledger(options["site_name"]), device=device, **options)
+    settings.validate()
+    check = check_site(DataConfig(data_dir=data_dir, labels=options["labels"], patient_pattern=options["patient_pattern"]))
+    if not check.summary["usable"]:
+        raise DataError(f"{data_dir}: no readable images; run 'cxr-client check --data {data_dir}' for the details")
+    click.echo(f"site folder ok: {check.summary['images_readable']} images of {check.summary['patients']} patients ({check.summary['images_skipped']} skipped)", err=True)
+    start_supernode(settings)
+
+
+@cli.command("budget")
+@click.option("--ledger", type=click.Path(path_type=Path), default=None, help="Ledger file (default: the one for --site-name).")
+@click.option("--site-name", default="site", show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+def budget_command(ledger: Path | None, site_name: str, as_json: bool) -> None:
+    """Privacy spent and remaining, per run and in total."""
+    summary = SiteLedger.open_existing(ledger or default_ledger(site_name)).summary()
+    if as_json:
+        click.echo(json.dumps(summary, indent=2))
+        return
+    table = Table(title=f"Privacy ledger {summary['ledger']} ({summary['accountant']} accountant, delta {summary['budget']['delta']})")
+    for column in ("run", "rounds", "DP steps", "epsilon"):
+        table.add_column(column, justify="right" if column != "run" else "left")
+    for run, info in summary["runs"].items():
+        table.add_row(run, str(info["rounds"]), str(info["steps"]), f"{info['epsilon']:.3f}")
+    table.add_row("total (composed)", "", "", f"{summary['spent_epsilon']:.3f}")
+    Console().print(table)
+    click.echo(f"budget {summary['budget']['epsilon']}: spent {summary['spent_epsilon']:.3f}, remaining {summary['remaining_epsilon']:.3f}")
+
+
+@cli.command("keygen")
+@click.option("--out", "key_path", required=True, type=click.Path(path_type=Path), help="Private key file to create (the .pub goes to the operator).")
+def keygen_command(key_path: Path) -> None:
+    """Create this site's key pair for node authentication."""
+    if key_path.exists():
+        raise ConfigError(f"{key_path}: exists already; keep the registered key or choose another path")
+    public = create_site_key(key_path)
+    click.echo(f"private key {key_path} (keep it at the site); send {public} to the operator to register")
 
 
 @cli.command("check")

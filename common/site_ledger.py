@@ -59,6 +59,18 @@ class SiteLedger:
             finally:
                 fcntl.flock(lock, fcntl.LOCK_UN)
 
+    @classmethod
+    def open_existing(cls, path: Path) -> "SiteLedger":
+        """A ledger read back from its file, with the budget recorded in it."""
+        path = Path(path)
+        if not path.is_file():
+            raise DataError(f"{path}: no privacy ledger here; pass the --ledger the site's client was started with")
+        try:
+            budget = Budget(**json.loads(path.read_text())["budget"])
+        except (json.JSONDecodeError, KeyError, TypeError) as exc:
+            raise DataError(f"{path}: privacy ledger is unreadable ({exc}); restore it from backup") from None
+        return cls(path, budget)
+
     def entries(self) -> list[LedgerEntry]:
         """Every recorded round, oldest first."""
         if not self.path.is_file():

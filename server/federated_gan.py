@@ -188,6 +188,11 @@ class FederatedGanServer:
                 row.get("d-loss", float("nan")), row["g_loss"], eps or "-", row["time_s"],
             )
         self._write_metrics()
+        if not any(r.get("sites_ok", 0) >= c.min_sites for r in self.metric_rows):
+            raise CxrError(
+                f"run {self.run_name}: no round trained (every site refused or failed; see {self.run_dir / 'metrics.csv'}); "
+                "nothing was published"
+            )
         published = publish_generator(self.run_dir, self.g_trainer.published(), self.model_card())
         log.info("published generator: %s", published)
         return published

@@ -5,6 +5,7 @@ import json
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import time
 from collections.abc import Iterator
@@ -100,6 +101,61 @@ def simulation_superlink(home: Path) -> Iterator[LocalSuperLink]:
                 raise RuntimeError("flower-superlink did not become healthy in 60 s")
             time.sleep(0.3)
         yield LocalSuperLink(env, http_port, process)
+    finally:
+        stop_process_group(process)
+        log.close()
+
+
+@dataclass
+class SecureSuperLink:
+    """A deployment SuperLink with TLS and SuperNode authentication, reachable as connection ``hospitalnet``."""
+
+    env: dict[str, str]
+    address: str
+    ca: Path
+    process: subprocess.Popen
+
+    def flwr(self, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["flwr", *args], cwd=REPO_ROOT, env=self.env, capture_output=True, text=True, timeout=timeout)
+
+    def register(self, public_key: Path) -> None:
+        result = self.flwr("supernode", "register", str(public_key), "hospitalnet", timeout=60)
+        if "registered successfully" not in result.stdout:
+            raise RuntimeError(result.stdout + result.stderr)
+
+
+@contextmanager
+def secure_superlink(home: Path, certs: dict[str, Path]) -> Iterator[SecureSuperLink]:
+    """Start ``flower-superlink`` with TLS + node auth on a free loopback port; always stop it by PID."""
+    port = free_port()
+    env = flower_env(home, free_port(), free_port())
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "config.toml").write_text(
+        '[superlink]\ndefault = "hospitalnet"\n\n[superlink.hospitalnet]\n'
+        f'address = "127.0.0.1:{port}"\nroot-certificates = "{certs["ca"]}"\n'
+    )
+    command = [
+        "flower-superlink", "--ssl-ca-certfile", str(certs["ca"]), "--ssl-certfile", str(certs["cert"]),
+        "--ssl-keyfile", str(certs["key"]), "--enable-supernode-auth", "--disable-runtime-dependency-installation",
+        "--host", "127.0.0.1", "--port", str(port), "--database", str(home / "state.db"),
+    ]
+    log = (home / "superlink.log").open("w")
+    process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    trusted = ssl.create_default_context(cafile=str(certs["ca"]))
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"flower-superlink exited with {process.returncode}: see {home / 'superlink.log'}")
+            try:
+                if httpx.get(f"https://127.0.0.1:{port}/health", timeout=0.5, verify=trusted).is_success:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError("secure flower-superlink did not become healthy in 60 s")
+            time.sleep(0.3)
+        yield SecureSuperLink(env, f"127.0.0.1:{port}", certs["ca"], process)
     finally:
         stop_process_group(process)
         log.close()
