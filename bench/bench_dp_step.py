@@ -45,10 +45,12 @@ def plain_flops(size: int, batch: int) -> float:
 
 def child_peak_rss(mode: str, size: int, batch: int) -> float:
     """Peak RSS (MiB) of a fresh process that builds and runs a few steps in ``mode``."""
+    # A forked child inherits the parent's high-water mark: reset it (clear_refs 5), then read VmHWM.
     code = (
-        "import resource; from bench.bench_dp_step import make_step;"
+        "import re; open('/proc/self/clear_refs', 'w').write('5');"
+        "from bench.bench_dp_step import make_step;"
         f"s = make_step({mode!r}, {size}, {batch})[0]; [s() for _ in range(3)];"
-        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)"
+        "print(int(re.search(r'VmHWM:\\s+(\\d+)', open('/proc/self/status').read()).group(1)) / 1024)"
     )
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
     return float(out.stdout.strip().splitlines()[-1])

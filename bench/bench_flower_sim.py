@@ -1,12 +1,15 @@
 """Flower simulation cost: per-round time against the sites' own compute, for 10 and 100 simulated sites,
-with the peak memory of the whole SuperLink process group (sampled from /proc). Each site's compute is
-measured in-process on the same data first, so the ratio is taken in one run.
+with the peak rise in the machine's used memory during the run (Ray starts its own process groups, so the
+whole machine is sampled from /proc/meminfo; run it on an otherwise idle machine). Each site's compute is
+measured in-process on the same data first (warm cache, second call), so the ratio is taken in one run.
 Usage: python -m bench.bench_flower_sim [--sites 10 100] [--rounds 2]"""
 from __future__ import annotations
 
 import argparse
+import json
 import os
-import re
+import subprocess
+import sys
 import shutil
 import tempfile
 import threading
@@ -27,61 +30,65 @@ from tests.flower_processes import simulation_superlink
 TINY = {"image-size": 32, "local-steps": 2, "g-steps": 2, "batch-size": 4, "g-batch-size": 8, "g-width": 8, "d-width": 8, "latent-dim": 16}
 
 
-def _group_rss_mib(pgid: int) -> float:
-    total = 0
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            stat = Path(f"/proc/{entry}/stat").read_text()
-            if int(stat.rsplit(")", 1)[1].split()[2]) != pgid:
-                continue
-            rss = re.search(r"VmRSS:\s+(\d+) kB", Path(f"/proc/{entry}/status").read_text())
-            total += int(rss.group(1)) if rss else 0
-        except (OSError, IndexError, ValueError):
-            continue
-    return total / 1024
+def used_memory_mib() -> float:
+    """MemTotal - MemAvailable of the whole machine."""
+    info = dict(line.split(":", 1) for line in Path("/proc/meminfo").read_text().splitlines())
+    return (int(info["MemTotal"].split()[0]) - int(info["MemAvailable"].split()[0])) / 1024
 
 
 class PeakSampler(threading.Thread):
-    """Samples the summed RSS of a process group every 0.5 s, keeping the peak."""
+    """Samples the machine's used memory every 0.5 s, keeping the peak rise over the starting level."""
 
-    def __init__(self, pgid: int) -> None:
+    def __init__(self) -> None:
         super().__init__(daemon=True)
-        self.pgid, self.peak, self._stop = pgid, 0.0, threading.Event()
+        self.baseline, self.peak, self._stopping = used_memory_mib(), 0.0, threading.Event()
 
     def run(self) -> None:
-        while not self._stop.is_set():
-            self.peak = max(self.peak, _group_rss_mib(self.pgid))
+        while not self._stopping.is_set():
+            self.peak = max(self.peak, used_memory_mib() - self.baseline)
             time.sleep(0.5)
 
     def stop(self) -> float:
-        self._stop.set()
+        self._stopping.set()
         self.join()
         return self.peak
 
 
 def site_compute_s(config: ExperimentConfig, sites: int, tmp: Path) -> float:
-    """Seconds one site's round takes in-process (no Flower), averaged over a few sites."""
+    """Seconds one site's round takes in-process (no Flower): best warm round over a few sites."""
     per_site, _ = split_records(config, read_run_dataset(config).records, sites)
     g, d = build_models(config.architecture(4), seed=0)
     weights = {"generator": clean_state_dict(g), "discriminator": clean_state_dict(d)}
     times = []
     for k in range(min(3, sites)):
         site = Site(f"s{k}", per_site[k], tmp / f"l{k}.json", Budget(1e9, config.target_delta))
-        start = time.perf_counter()
-        run_site_round(config, site, global_weights=weights, run_id="bench", round_number=1, state=RunPrivacyState())
-        times.append(time.perf_counter() - start)
+        # Round 1 fills the cache and plans the noise (once per run, as in a real run); round 2 is timed.
+        state = run_site_round(config, site, global_weights=weights, run_id="bench", round_number=1, state=RunPrivacyState()).state
+        for round_number in (2, 3, 4):
+            start = time.perf_counter()
+            run_site_round(config, site, global_weights=weights, run_id="bench", round_number=round_number, state=state)
+            times.append(time.perf_counter() - start)
     return min(times)
+
+
+def site_compute_in_child(overrides: dict, sites: int, tmp: Path) -> float:
+    """:func:`site_compute_s` in a fresh interpreter, so nothing left in this process skews it."""
+    code = (
+        "import json, sys; from pathlib import Path; from bench.bench_flower_sim import site_compute_s;"
+        "from common.experiment_config import ExperimentConfig;"
+        f"print(site_compute_s(ExperimentConfig.from_run_config(json.loads(sys.argv[1])), {sites}, Path({str(tmp)!r})))"
+    )
+    out = subprocess.run([sys.executable, "-c", code, json.dumps(overrides)], check=True, capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1])
+    return float(out.stdout.strip().splitlines()[-1])
 
 
 def one(sites: int, rounds: int, root: Path) -> dict:
     overrides = {**TINY, "num-server-rounds": rounds, "phantom-patients": max(200, 4 * sites), "cache-dir": str(root / "cache"), "output-dir": str(root / "out"), "run-name": f"sites{sites}"}
-    config = ExperimentConfig.from_run_config(overrides)
-    compute = site_compute_s(config, sites, root)
+    (root / f"site-{sites}").mkdir()
+    compute = site_compute_in_child(overrides, sites, root / f"site-{sites}")
     run_config = " ".join(f"{k}='{v}'" if isinstance(v, str) else f"{k}={v}" for k, v in overrides.items())
     with simulation_superlink(root / f"flwr-{sites}") as superlink:
-        sampler = PeakSampler(superlink.process.pid)
+        sampler = PeakSampler()
         sampler.start()
         start = time.perf_counter()
         result = superlink.flwr("run", "simulations/nih_split", "--stream", "--run-config", run_config, "--federation-config", f"num-supernodes={sites} client-resources-num-cpus=1", timeout=3000)
@@ -94,7 +101,7 @@ def one(sites: int, rounds: int, root: Path) -> dict:
     ideal = sites * compute / min(sites, os.cpu_count() or 1)
     return {"sites": sites, "rounds": rounds, "wall_s": wall, "round_s": round_s, "site_compute_s": compute,
             "ideal_round_s": ideal, "round_over_ideal": round_s / ideal, "overhead_per_site_round_s": (round_s - ideal) / sites,
-            "peak_rss_mib": peak, "peak_rss_per_site_mib": peak / sites}
+            "peak_memory_rise_mib": peak, "peak_memory_per_site_mib": peak / sites}
 
 
 def main() -> None:
@@ -109,7 +116,7 @@ def main() -> None:
         shutil.rmtree(root, ignore_errors=True)
     for r in rows:
         print(f"{r['sites']} sites: round {r['round_s']:.1f}s vs sites' own compute {r['ideal_round_s']:.1f}s ({r['round_over_ideal']:.1f}x), "
-              f"{r['overhead_per_site_round_s']:.2f}s overhead per site-round, peak RSS {r['peak_rss_mib']:.0f} MiB")
+              f"{r['overhead_per_site_round_s']:.2f}s overhead per site-round, peak memory rise {r['peak_memory_rise_mib']:.0f} MiB")
     print(write_result("flower_sim", {"rows": rows, "model": TINY}))
 
 

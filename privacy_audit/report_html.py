@@ -5,17 +5,13 @@ to each synthetic one would itself leak them.
 """
 from __future__ import annotations
 
-import base64
 import html
-import io
 
-import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from common.sample_grid import grid_image  # noqa: E402
+from common.html_images import figure_data_uri, image_data_uri
+from common.sample_grid import grid_image
 
 STYLE = """
 body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;color:#222}
@@ -25,17 +21,6 @@ table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:
 """
 
 
-def _png(fig) -> str:
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=90, bbox_inches="tight")
-    plt.close(fig)
-    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
-
-
-def _pil_png(image) -> str:
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
-    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
 
 
 def _roc_figure(report: dict) -> str:
@@ -47,7 +32,7 @@ def _roc_figure(report: dict) -> str:
     ax.set_ylabel("true positive rate (members found)")
     ax.legend(fontsize=7)
     ax.set_title("Membership inference, patient level")
-    return _png(fig)
+    return figure_data_uri(fig)
 
 
 def _dcr_figure(report: dict) -> str:
@@ -58,7 +43,7 @@ def _dcr_figure(report: dict) -> str:
     ax.set_xlabel("L2 distance (pixels in [0, 1])")
     ax.legend(fontsize=7)
     ax.set_title("Distance to closest training record")
-    return _png(fig)
+    return figure_data_uri(fig)
 
 
 def _table(rows: list[list[str]], header: list[str], classes: list[str] | None = None) -> str:
@@ -98,7 +83,7 @@ def render_report(report: dict, data, *, show_real: bool) -> str:
         shown = list(zip(pairs["copy_indices"], pairs["nearest_train"]))[:8]
         if shown:
             tiles = [np.stack([data.generated[g] for g, _ in shown]), np.stack([data.train.images[t] for _, t in shown])]
-            real_section = f"<h3>Closest pairs (REAL TRAINING IMAGES SHOWN: --show-real)</h3><img src='{_pil_png(grid_image(tiles, ['synthetic', 'nearest real'], title='near-copies'))}'>"
+            real_section = f"<h3>Closest pairs (REAL TRAINING IMAGES SHOWN: --show-real)</h3><img src='{image_data_uri(grid_image(tiles, ['synthetic', 'nearest real'], title='near-copies'))}'>"
     else:
         real_section = "<p class='small'>No real training image is shown (pass --show-real to include the near-copy pairs).</p>"
     dcr = report["distance"]["overall"]
@@ -127,7 +112,7 @@ train than to an equal-size unseen set {dcr['share_closer_to_train']:.3f} (95% C
 <h2>Per class</h2>
 {_table(per_class_rows, per_class_header)}
 <h2>Samples</h2>
-<img src="{_pil_png(grid)}">
+<img src="{image_data_uri(grid)}">
 {real_section}
 <p class="small">Inputs and versions are recorded in report.json beside this file.</p>
 </body></html>"""

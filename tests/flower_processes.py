@@ -41,6 +41,22 @@ def flower_env(home: Path, http_port: int, control_port: int) -> dict[str, str]:
     return env
 
 
+def wait_healthy(process: subprocess.Popen, url: str, log: Path, *, verify: object = True, timeout: float = 60) -> None:
+    """Poll a SuperLink's /health until it answers; fail early if the process died."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if process.poll() is not None:
+            raise RuntimeError(f"flower-superlink exited with {process.returncode}: see {log}")
+        try:
+            if httpx.get(url, timeout=0.5, verify=verify).is_success:
+                return
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"flower-superlink did not become healthy in {timeout:.0f} s: see {log}")
+        time.sleep(0.3)
+
+
 def stop_process_group(process: subprocess.Popen) -> None:
     """SIGTERM the process group we created, then SIGKILL what is left."""
     if process.poll() is not None:
@@ -88,18 +104,7 @@ def simulation_superlink(home: Path) -> Iterator[LocalSuperLink]:
     log = (home / "superlink.log").open("w")
     process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"flower-superlink exited with {process.returncode}: see {home / 'superlink.log'}")
-            try:
-                if httpx.get(f"http://127.0.0.1:{http_port}/health", timeout=0.5).is_success:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError("flower-superlink did not become healthy in 60 s")
-            time.sleep(0.3)
+        wait_healthy(process, f"http://127.0.0.1:{http_port}/health", home / "superlink.log")
         yield LocalSuperLink(env, http_port, process)
     finally:
         stop_process_group(process)
@@ -143,18 +148,7 @@ def secure_superlink(home: Path, certs: dict[str, Path]) -> Iterator[SecureSuper
     process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     trusted = ssl.create_default_context(cafile=str(certs["ca"]))
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"flower-superlink exited with {process.returncode}: see {home / 'superlink.log'}")
-            try:
-                if httpx.get(f"https://127.0.0.1:{port}/health", timeout=0.5, verify=trusted).is_success:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError("secure flower-superlink did not become healthy in 60 s")
-            time.sleep(0.3)
+        wait_healthy(process, f"https://127.0.0.1:{port}/health", home / "superlink.log", verify=trusted)
         yield SecureSuperLink(env, f"127.0.0.1:{port}", certs["ca"], process)
     finally:
         stop_process_group(process)

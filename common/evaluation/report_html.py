@@ -1,30 +1,15 @@
 """evaluation.html: utility and fidelity tables, plots and samples in one self-contained page."""
 from __future__ import annotations
 
-import base64
 import html
-import io
 
-import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from common.sample_grid import grid_image  # noqa: E402
+from common.html_images import figure_data_uri, image_data_uri
+from common.sample_grid import grid_image
 
 
-def _data_uri_fig(fig) -> str:
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=90, bbox_inches="tight")
-    plt.close(fig)
-    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
-
-
-def _data_uri_image(image) -> str:
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
-    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
 
 
 def _fmt(value: float) -> str:
@@ -64,6 +49,6 @@ def render_evaluation(report: dict, synthetic: np.ndarray, labels: np.ndarray) -
 <p>Frechet distance {fid['fid']:.3f}, KID {fid['kid_mean']:.4f} ± {fid['kid_std']:.4f}; precision {fid['precision']:.3f}, recall {fid['recall']:.3f}, density {fid['density']:.3f}, coverage {fid['coverage']:.3f};
 classifier two-sample test accuracy {report['classifier_two_sample_accuracy']:.3f} (0.5 = indistinguishable).</p>
 <table><tr><th>class</th><th>within-class diversity, synthetic</th><th>within-class diversity, real</th><th>Frechet distance</th></tr>{div_rows}</table>
-<h2>Pixel-intensity histograms</h2><img src="{_data_uri_fig(fig)}">
-<h2>Samples</h2><img src="{_data_uri_image(grid)}">
+<h2>Pixel-intensity histograms</h2><img src="{figure_data_uri(fig)}">
+<h2>Samples</h2><img src="{image_data_uri(grid)}">
 </body></html>"""

@@ -1,0 +1,46 @@
+"""A restarted server resumes from its checkpoint; a site's reply carries only DP weights and aggregates."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from client.site_round import RunPrivacyState, Site, run_site_round
+from common.artifacts import clean_state_dict
+from common.experiment_config import ExperimentConfig
+from common.models import build_models
+from common.simulated_sites import read_run_dataset, split_records
+from common.site_ledger import Budget
+from server.federated_gan import FederatedGanServer, SiteStats
+
+CONFIG = ExperimentConfig(image_size=32, phantom_patients=24, num_server_rounds=3, local_steps=1, g_steps=2, batch_size=4, g_batch_size=4, g_width=8, d_width=8, latent_dim=8)
+
+
+def test_restarted_server_resumes_after_the_last_checkpoint(tmp_path: Path) -> None:
+    config = CONFIG.replace(output_dir=str(tmp_path))
+    first = FederatedGanServer(config, run_name="resume")
+    first.g_trainer.train_against(first.discriminator, seed=1)
+    first.sites["x"] = SiteStats(name="x", rounds=1, epsilon=1.5)
+    first.metric_rows.append({"round": 1, "sites_ok": 1})
+    first._checkpoint(1)
+    second = FederatedGanServer(config, run_name="resume")
+    assert second.start_round == 2 and second.sites["x"].epsilon == 1.5 and second.metric_rows == first.metric_rows
+    for a, b in zip(clean_state_dict(first.g_trainer.generator).values(), clean_state_dict(second.g_trainer.generator).values()):
+        assert torch.equal(a, b)
+    assert second.g_trainer.optimizer.state_dict()["state"], "G's Adam moments come back too"
+    fresh = FederatedGanServer(config, run_name="other")
+    assert fresh.start_round == 1
+
+
+def test_reply_holds_only_dp_weights_and_aggregate_metrics(tmp_path: Path) -> None:
+    per_site, _ = split_records(CONFIG, read_run_dataset(CONFIG).records, 2)
+    site = Site("s", per_site[0], tmp_path / "ledger.json", Budget(10.0, 1e-5))
+    g, d = build_models(CONFIG.architecture(4), seed=0)
+    reply = run_site_round(CONFIG, site, global_weights={"generator": clean_state_dict(g), "discriminator": clean_state_dict(d)}, run_id="r", round_number=1, state=RunPrivacyState())
+    assert set(reply.discriminator) == set(clean_state_dict(d))
+    assert all(t.shape == clean_state_dict(d)[k].shape for k, t in reply.discriminator.items()), "weights only, no per-sample tensors"
+    allowed = {"num-examples", "num-images", "d-loss", "real-score", "fake-score", "aux-accuracy", "local-steps", "epsilon", "epsilon-total", "delta", "noise-multiplier", "sample-rate"}
+    assert set(reply.metrics) - allowed == {f"class-{i}-images" for i in range(4)}
+    assert all(isinstance(v, float) for v in reply.metrics.values())
+    texts = [reply.reason, *[r.path.name for r in site.records]]
+    assert not any(name in reply.reason for name in texts[1:]) and str(tmp_path) not in reply.reason
