@@ -15,6 +15,7 @@ from common.evaluation.classifier import TrainSettings, embed, predict_proba, tr
 from common.evaluation.utility import classification_metrics
 from common.image_cache import SiteImages, load_site_images
 from common.preprocess import to_uint8
+from common.progress import steps
 from common.site_data import read_site
 
 DEFAULT_DELTA = 1e-5
@@ -57,22 +58,18 @@ def run_evaluation(request: EvaluationRequest) -> dict:
     synthetic_labels = np.repeat(np.arange(len(classes)), request.samples_per_class)
     settings = TrainSettings(epochs=request.epochs, seed=request.seed)
 
-    tstr = train_classifier(synthetic, synthetic_labels, len(classes), settings)
-    trtr = train_classifier(train.images, train.conditions, len(classes), settings)
-    results = {
-        "TSTR (train synthetic, test real)": classification_metrics(predict_proba(tstr, test.images), test.conditions, classes, seed=request.seed),
-        "TRTR (train real, test real)": classification_metrics(predict_proba(trtr, test.images), test.conditions, classes, seed=request.seed),
-    }
-    claimed = max((s["epsilon"] for s in published.card.get("sites", []) if s.get("epsilon") is not None), default=None)
-    epsilon = request.epsilon_baseline if request.epsilon_baseline is not None else claimed
-    delta = float(published.card.get("privacy", {}).get("delta") or DEFAULT_DELTA)
-    baseline_note = "no epsilon to match (a NOT PRIVATE generator without --epsilon-baseline): DP-SGD baseline skipped"
-    if epsilon is not None:
-        dp_model, spent = train_dp_classifier(train.images, train.conditions, len(classes), settings, epsilon=float(epsilon), delta=delta)
-        name = f"DP-SGD direct (real, epsilon {epsilon:.3g})"
-        results[name] = classification_metrics(predict_proba(dp_model, test.images), test.conditions, classes, seed=request.seed)
-        results[name]["epsilon_spent"] = spent
-        baseline_note = _compare(results["TSTR (train synthetic, test real)"], results[name])
+    with steps(3, "training the TSTR, TRTR and DP-SGD classifiers", enabled=request.show_progress) as advance:
+        tstr = train_classifier(synthetic, synthetic_labels, len(classes), settings)
+        advance()
+        trtr = train_classifier(train.images, train.conditions, len(classes), settings)
+        advance()
+        results = {
+            "TSTR (train synthetic, test real)": classification_metrics(predict_proba(tstr, test.images), test.conditions, classes, seed=request.seed),
+            "TRTR (train real, test real)": classification_metrics(predict_proba(trtr, test.images), test.conditions, classes, seed=request.seed),
+        }
+        claimed = max((s["epsilon"] for s in published.card.get("sites", []) if s.get("epsilon") is not None), default=None)
+        baseline_note = _add_dp_baseline(results, request, published.card, claimed, train, test, settings)
+        advance()
 
     real_features, synthetic_features = embed(trtr, test.images), embed(trtr, synthetic)
     fid = {"overall": {**fidelity.frechet_and_kid(test.images, synthetic, trtr), **fidelity.prdc(real_features, synthetic_features)}, "per_class": {}}
@@ -96,6 +93,20 @@ def run_evaluation(request: EvaluationRequest) -> dict:
         "settings": {"epochs": request.epochs, "seed": request.seed, "classifier": "CompactCNN (4 conv blocks, GroupNorm)", "feature_encoder": "the TRTR classifier's penultimate layer"},
     }
     return {"report": report, "synthetic": synthetic, "synthetic_labels": synthetic_labels}
+
+
+def _add_dp_baseline(results: dict, request: EvaluationRequest, card: dict, claimed: float | None, train: SiteImages, test: SiteImages, settings: TrainSettings) -> str:
+    """Train the direct DP-SGD classifier at the generator's epsilon into ``results``; returns the verdict."""
+    epsilon = request.epsilon_baseline if request.epsilon_baseline is not None else claimed
+    if epsilon is None:
+        return "no epsilon to match (a NOT PRIVATE generator without --epsilon-baseline): DP-SGD baseline skipped"
+    delta = float(card.get("privacy", {}).get("delta") or DEFAULT_DELTA)
+    classes = list(card["classes"])
+    dp_model, spent = train_dp_classifier(train.images, train.conditions, len(classes), settings, epsilon=float(epsilon), delta=delta)
+    name = f"DP-SGD direct (real, epsilon {epsilon:.3g})"
+    results[name] = classification_metrics(predict_proba(dp_model, test.images), test.conditions, classes, seed=request.seed)
+    results[name]["epsilon_spent"] = spent
+    return _compare(results["TSTR (train synthetic, test real)"], results[name])
 
 
 def _compare(tstr: dict, dp: dict) -> str:

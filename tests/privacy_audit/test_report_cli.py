@@ -11,6 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from safetensors.torch import save_file
+
+from common.models import GanArchitecture, build_models
 from tests.privacy_audit.audit_fixtures import patient_groups, site_folder, synthetic_folder, tiny_generator
 
 
@@ -46,8 +49,14 @@ def test_memorizing_generator_fails_with_copies_and_auc_near_one(audit_inputs: d
 
 
 def test_independent_generator_passes(audit_inputs: dict[str, Path]) -> None:
-    code, report, output = _audit(audit_inputs, audit_inputs["root"] / "r-indep", "--samples", "200")
+    # The server checkpoint's layout ("discriminator.*" keys) for the white-box LOGAN attack.
+    _, discriminator = build_models(GanArchitecture(image_size=32, num_classes=4, latent_dim=8, g_width=8), seed=1)
+    checkpoint = audit_inputs["root"] / "checkpoint.safetensors"
+    save_file({f"discriminator.{k}": v.contiguous() for k, v in discriminator.state_dict().items()}, str(checkpoint))
+    code, report, output = _audit(audit_inputs, audit_inputs["root"] / "r-indep", "--samples", "200", "--discriminator", str(checkpoint))
     assert code == 0, output
+    names = [a["name"] for a in report["attacks"]["overall"]]
+    assert any(n.startswith("LOGAN") for n in names) and len(names) == 5
     assert all(0.3 < a["auc"] < 0.7 for a in report["attacks"]["overall"])
     assert report["passed"] and report["inputs"]["train"]["sha256"] and report["generator"]["weights_sha256"]
 
