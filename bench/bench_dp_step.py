@@ -33,11 +33,11 @@ def make_step(mode: str, size: int, batch: int):
     real = torch.rand(batch, 1, size, size, generator=gen) * 2 - 1
     fake = torch.rand(batch, 1, size, size, generator=gen) * 2 - 1
     labels = torch.randint(0, 4, (batch,), generator=gen)
-    return lambda: trainer.step(real, labels, fake, labels), discriminator, real, labels
+    return lambda: trainer.step(real, labels, fake, labels)
 
 
 def plain_flops(size: int, batch: int) -> float:
-    step, discriminator, real, labels = make_step("plain", size, batch)
+    step = make_step("plain", size, batch)
     with FlopCounterMode(display=False) as counter:
         step()
     return float(counter.get_total_flops())
@@ -49,7 +49,7 @@ def child_peak_rss(mode: str, size: int, batch: int) -> float:
     code = (
         "import re; open('/proc/self/clear_refs', 'w').write('5');"
         "from bench.bench_dp_step import make_step;"
-        f"s = make_step({mode!r}, {size}, {batch})[0]; [s() for _ in range(3)];"
+        f"s = make_step({mode!r}, {size}, {batch}); [s() for _ in range(3)];"
         "print(int(re.search(r'VmHWM:\\s+(\\d+)', open('/proc/self/status').read()).group(1)) / 1024)"
     )
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
@@ -64,7 +64,7 @@ def main() -> None:
     gemm = gemm_rate()
     rows = []
     for size, batch in configs:
-        steps = {mode: make_step(mode, size, batch)[0] for mode in MODES}
+        steps = {mode: make_step(mode, size, batch) for mode in MODES}
         times = {mode: best_time(step, repeats=5, warmup=2) for mode, step in steps.items()}
         flops = plain_flops(size, batch)
         row = {"size": size, "batch": batch, "gemm_gflops": gemm, "plain_step_s": times["plain"],

@@ -49,7 +49,6 @@ class SiteStats:
     sample_rate: float | None = None
     class_images: dict[str, int] = field(default_factory=dict)
     refused: int = 0
-    failed: int = 0
 
 
 def weighted_average(states: list[dict[str, torch.Tensor]], weights: list[float]) -> dict[str, torch.Tensor]:
@@ -223,7 +222,7 @@ class FederatedGanServer:
                 "max_grad_norm": c.max_grad_norm if c.dp else None,
             },
             "sites": [
-                {**{k: v for k, v in vars(s).items() if k not in ("refused", "failed")}, "epsilon": s.epsilon if c.dp else None}
+                {**{k: v for k, v in vars(s).items() if k != "refused"}, "epsilon": s.epsilon if c.dp else None}
                 for s in sorted(trained, key=lambda s: s.name)
             ],
             "data": {
