@@ -25,6 +25,8 @@ WEIGHTS = "generator.safetensors"
 CARD_JSON = "model_card.json"
 CARD_MD = "MODEL_CARD.md"
 SAMPLES = "samples.png"
+#: delta assumed for a card that records none (a NOT PRIVATE generator).
+DEFAULT_DELTA = 1e-5
 
 
 @dataclass
@@ -41,6 +43,17 @@ class PublishedGenerator:
     @property
     def private(self) -> bool:
         return bool(self.card["private"])
+
+    @property
+    def claimed_epsilon(self) -> float | None:
+        """The largest per-site epsilon the card claims; None for a NOT PRIVATE generator."""
+        if not self.private:
+            return None
+        return max((float(s["epsilon"]) for s in self.card.get("sites", []) if s.get("epsilon") is not None), default=None)
+
+    @property
+    def delta(self) -> float:
+        return float(self.card.get("privacy", {}).get("delta") or DEFAULT_DELTA)
 
 
 def file_sha256(path: Path) -> str:

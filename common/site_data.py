@@ -7,6 +7,7 @@ from pathlib import Path
 from common.class_folders import class_folders, records_from_class_folders
 from common.conditions import ConditionSet
 from common.errors import DataError
+from common.image_cache import SiteImages, load_site_images
 from common.label_tables import find_label_table, records_from_table
 from common.patients import PER_IMAGE, compile_patient_pattern
 from common.records import SiteRecords
@@ -69,3 +70,17 @@ def read_site(
             "patients for them; add a 'Patient ID' column or pass --patient-pattern"
         )
     return SiteRecords(records, skipped, conditions, label_source, patient_source, warnings)
+
+
+def load_labelled_images(
+    data_dir: Path,
+    conditions: ConditionSet,
+    *,
+    labels: Path | None,
+    image_size: int,
+    cache_dir: Path | None = None,
+    show_progress: bool = True,
+) -> SiteImages:
+    """Read a labelled folder and decode its images at ``image_size`` (through the cache)."""
+    site = read_site(data_dir, conditions, labels=labels)
+    return load_site_images(site.records, image_size=image_size, cache_dir=cache_dir, show_progress=show_progress)

@@ -19,19 +19,16 @@ import common
 from common.artifacts import PublishedGenerator, load_discriminator, load_generator, sample
 from common.conditions import load_condition_set
 from common.errors import DataError
-from common.image_cache import SiteImages, load_site_images
+from common.image_cache import SiteImages
 from common.partition import holdout_mask
 from common.preprocess import to_model_range, to_uint8
 from common.progress import progress
-from common.site_data import read_site
+from common.site_data import load_labelled_images
 from privacy_audit import attacks
 from privacy_audit.embedding import load_encoder, save_encoder, train_encoder
 from privacy_audit.memorization import distance_to_closest_record, find_copies
 from privacy_audit.policy import Policy, verdicts
 from privacy_audit.roc import evaluate_attack
-
-DEFAULT_DELTA = 1e-5
-
 
 @dataclass(frozen=True)
 class AuditRequest:
@@ -63,11 +60,6 @@ class AuditData:
     reference: SiteImages
 
 
-def _load_folder(path: Path, labels: Path | None, conditions, image_size: int, request: AuditRequest) -> SiteImages:
-    site = read_site(path, conditions, labels=labels)
-    return load_site_images(site.records, image_size=image_size, cache_dir=request.cache_dir, show_progress=request.show_progress)
-
-
 def _subset(images: SiteImages, mask: np.ndarray) -> SiteImages:
     keep = np.flatnonzero(mask)
     return SiteImages(images.images[keep], images.original_sizes[keep], [images.records[i] for i in keep], [], images.from_cache)
@@ -75,7 +67,7 @@ def _subset(images: SiteImages, mask: np.ndarray) -> SiteImages:
 
 def _generated(published: PublishedGenerator, request: AuditRequest, conditions, image_size: int) -> tuple[np.ndarray, np.ndarray]:
     if request.synthetic_dir is not None:
-        images = _load_folder(request.synthetic_dir, None, conditions, image_size, request)
+        images = load_labelled_images(request.synthetic_dir, conditions, labels=None, image_size=image_size, cache_dir=request.cache_dir, show_progress=request.show_progress)
         return images.images, images.conditions
     per_class = max(1, request.samples // len(published.classes))
     chunks, labels = [], []
@@ -91,8 +83,8 @@ def load_audit_data(request: AuditRequest, published: PublishedGenerator) -> Aud
     if conditions.names != published.classes:
         raise DataError(f"{request.generator_dir}: model card classes {published.classes} do not match condition set {conditions.name}")
     size = published.generator.arch.image_size
-    train = _load_folder(request.train_dir, request.train_labels, conditions, size, request)
-    holdout = _load_folder(request.holdout_dir, request.holdout_labels, conditions, size, request)
+    train = load_labelled_images(request.train_dir, conditions, labels=request.train_labels, image_size=size, cache_dir=request.cache_dir, show_progress=request.show_progress)
+    holdout = load_labelled_images(request.holdout_dir, conditions, labels=request.holdout_labels, image_size=size, cache_dir=request.cache_dir, show_progress=request.show_progress)
     shared = set(train.patient_ids) & set(holdout.patient_ids)
     if shared:
         raise DataError(
@@ -117,12 +109,6 @@ def _digest(images: SiteImages) -> str:
         with record.path.open("rb") as fh:
             h.update(hashlib.file_digest(fh, "sha1").digest())
     return h.hexdigest()
-
-
-def _claimed_epsilon(card: dict) -> float | None:
-    if not card.get("private"):
-        return None
-    return max((float(s["epsilon"]) for s in card.get("sites", [])), default=None)
 
 
 def _attack_scores(data: AuditData, feats: dict[str, dict[str, np.ndarray]], discriminator) -> dict[str, np.ndarray]:
@@ -153,7 +139,7 @@ def run_audit(request: AuditRequest, policy: Policy) -> dict:
         "embedding": {k: encoder.embed(to_model_range(v)) for k, v in sets.items()},
     }
     classes = published.classes
-    delta = float(published.card.get("privacy", {}).get("delta") or DEFAULT_DELTA)
+    delta = published.delta
 
     def copies(space: str, g=slice(None), t=slice(None)) -> dict:
         f = feats[space]
@@ -188,7 +174,7 @@ def run_audit(request: AuditRequest, policy: Policy) -> dict:
 
     report = {
         "generator": {"path": str(request.generator_dir), "run_name": published.card.get("run_name"), "weights_sha256": published.card.get("weights_sha256"), "private": published.private, "classes": classes},
-        "claimed_epsilon": _claimed_epsilon(published.card),
+        "claimed_epsilon": published.claimed_epsilon,
         "delta": delta,
         "inputs": {
             "train": {"images": len(data.train.records), "patients": len(set(data.train.patient_ids)), "sha256": _digest(data.train)},

@@ -7,19 +7,16 @@ from pathlib import Path
 
 import numpy as np
 
-from common.artifacts import load_generator, sample
+from common.artifacts import PublishedGenerator, load_generator, sample
 from common.conditions import load_condition_set
 from common.errors import DataError
 from common.evaluation import fidelity
 from common.evaluation.classifier import TrainSettings, embed, predict_proba, train_classifier, train_dp_classifier
 from common.evaluation.utility import classification_metrics
-from common.image_cache import SiteImages, load_site_images
+from common.image_cache import SiteImages
 from common.preprocess import to_uint8
 from common.progress import steps
-from common.site_data import read_site
-
-DEFAULT_DELTA = 1e-5
-
+from common.site_data import load_labelled_images
 
 @dataclass(frozen=True)
 class EvaluationRequest:
@@ -38,19 +35,14 @@ class EvaluationRequest:
     show_progress: bool = True
 
 
-def _real(path: Path, labels: Path | None, conditions, size: int, request: EvaluationRequest) -> SiteImages:
-    site = read_site(path, conditions, labels=labels)
-    return load_site_images(site.records, image_size=size, cache_dir=request.cache_dir, show_progress=request.show_progress)
-
-
 def run_evaluation(request: EvaluationRequest) -> dict:
     """Every utility and fidelity figure, JSON-ready, plus the image arrays the HTML shows."""
     published = load_generator(request.generator_dir)
     classes = published.classes
     conditions = load_condition_set(published.card["condition_set"])
     size = published.generator.arch.image_size
-    train = _real(request.real_train, request.train_labels, conditions, size, request)
-    test = _real(request.real_test, request.test_labels, conditions, size, request)
+    train = load_labelled_images(request.real_train, conditions, labels=request.train_labels, image_size=size, cache_dir=request.cache_dir, show_progress=request.show_progress)
+    test = load_labelled_images(request.real_test, conditions, labels=request.test_labels, image_size=size, cache_dir=request.cache_dir, show_progress=request.show_progress)
     overlap = set(train.patient_ids) & set(test.patient_ids)
     if overlap:
         raise DataError(f"{request.real_test}: {len(overlap)} patient(s) also in --real-train (e.g. {sorted(overlap)[0]}); test on other patients")
@@ -67,8 +59,7 @@ def run_evaluation(request: EvaluationRequest) -> dict:
             "TSTR (train synthetic, test real)": classification_metrics(predict_proba(tstr, test.images), test.conditions, classes, seed=request.seed),
             "TRTR (train real, test real)": classification_metrics(predict_proba(trtr, test.images), test.conditions, classes, seed=request.seed),
         }
-        claimed = max((s["epsilon"] for s in published.card.get("sites", []) if s.get("epsilon") is not None), default=None)
-        baseline_note = _add_dp_baseline(results, request, published.card, claimed, train, test, settings)
+        baseline_note = _add_dp_baseline(results, request, published, train, test, settings)
         advance()
 
     real_features, synthetic_features = embed(trtr, test.images), embed(trtr, synthetic)
@@ -81,7 +72,7 @@ def run_evaluation(request: EvaluationRequest) -> dict:
         diversity[name] = {"synthetic": fidelity.within_class_diversity(syn_c, seed=request.seed), "real": fidelity.within_class_diversity(train.images[train.conditions == i], seed=request.seed)}
         histograms[name] = {"synthetic": fidelity.intensity_histogram(syn_c), "real": fidelity.intensity_histogram(real_c) if len(real_c) else []}
     report = {
-        "generator": {"path": str(request.generator_dir), "run_name": published.card.get("run_name"), "private": published.private, "claimed_epsilon": claimed, "weights_sha256": published.card.get("weights_sha256")},
+        "generator": {"path": str(request.generator_dir), "run_name": published.card.get("run_name"), "private": published.private, "claimed_epsilon": published.claimed_epsilon, "weights_sha256": published.card.get("weights_sha256")},
         "data": {"train_images": len(train.records), "train_patients": len(set(train.patient_ids)), "test_images": len(test.records), "test_patients": len(set(test.patient_ids)), "synthetic_per_class": request.samples_per_class},
         "classes": classes,
         "classifiers": results,
@@ -95,14 +86,13 @@ def run_evaluation(request: EvaluationRequest) -> dict:
     return {"report": report, "synthetic": synthetic, "synthetic_labels": synthetic_labels}
 
 
-def _add_dp_baseline(results: dict, request: EvaluationRequest, card: dict, claimed: float | None, train: SiteImages, test: SiteImages, settings: TrainSettings) -> str:
+def _add_dp_baseline(results: dict, request: EvaluationRequest, published: PublishedGenerator, train: SiteImages, test: SiteImages, settings: TrainSettings) -> str:
     """Train the direct DP-SGD classifier at the generator's epsilon into ``results``; returns the verdict."""
-    epsilon = request.epsilon_baseline if request.epsilon_baseline is not None else claimed
+    epsilon = request.epsilon_baseline if request.epsilon_baseline is not None else published.claimed_epsilon
     if epsilon is None:
         return "no epsilon to match (a NOT PRIVATE generator without --epsilon-baseline): DP-SGD baseline skipped"
-    delta = float(card.get("privacy", {}).get("delta") or DEFAULT_DELTA)
-    classes = list(card["classes"])
-    dp_model, spent = train_dp_classifier(train.images, train.conditions, len(classes), settings, epsilon=float(epsilon), delta=delta)
+    classes = published.classes
+    dp_model, spent = train_dp_classifier(train.images, train.conditions, len(classes), settings, epsilon=float(epsilon), delta=published.delta)
     name = f"DP-SGD direct (real, epsilon {epsilon:.3g})"
     results[name] = classification_metrics(predict_proba(dp_model, test.images), test.conditions, classes, seed=request.seed)
     results[name]["epsilon_spent"] = spent
