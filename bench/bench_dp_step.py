@@ -1,4 +1,5 @@
-"""Private discriminator step vs plain torch, per Opacus grad-sample mode, at 64 and 128 px, batch 32 and 64.
+"""Private discriminator step vs plain torch: book-keeping clipping (bk, the default) and every Opacus grad-sample
+mode (hooks, ew, functorch, ghost with this project's conv/GroupNorm norm samplers), 64 and 128 px, batch 32 and 64.
 
 Times are measured side by side in one process (interleaved, best of N); peak memory (RSS) per mode in a child
 process each, since a process' peak cannot be reset. Plain-step throughput is set against this machine's fp32
@@ -15,11 +16,15 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from bench.common import best_time, gemm_rate, write_result
-from common.discriminator_training import DiscriminatorSettings, DiscriminatorTrainer, DPSettings
+from common.discriminator_training import (
+    DiscriminatorSettings,
+    DiscriminatorTrainer,
+    DPSettings,
+)
 from common.models import GanArchitecture, build_models
 from common.privacy_accounting import make_accountant
 
-MODES = ("plain", "hooks", "ew", "functorch")
+MODES = ("plain", "bk", "hooks", "ew", "functorch", "ghost")
 
 
 def make_step(mode: str, size: int, batch: int):

@@ -1,7 +1,8 @@
 """The only code that touches real images: a site's discriminator update, with or without DP-SGD.
 
-With DP, Opacus' GradSampleModule computes per-row gradients of one concatenated batch
-[real rows | fake rows]; DPOptimizer clips each row to ``max_grad_norm``, adds Gaussian noise of std
+With DP, each row of one concatenated batch [real rows | fake rows] has its gradient clipped to
+``max_grad_norm`` (by default book-keeping clipping, ``common.bookkeeping_clipping``; or an Opacus
+GradSampleModule mode); Opacus' DP optimizer adds Gaussian noise of std
 ``noise_multiplier * max_grad_norm`` to the sum and divides by the *expected* batch size. Fake rows are drawn
 from G with labels from the public uniform prior and always number ``batch_size`` (never the realised number of
 real rows, which would leak it), so adding or removing one patient changes the clipped sum by at most one row.
@@ -16,10 +17,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from opacus.accountants import RDPAccountant
-from opacus.grad_sample import AbstractGradSampleModule
-from opacus.grad_sample.utils import wrap_model
-from opacus.optimizers import DPOptimizer
+from opacus.grad_sample import (
+    AbstractGradSampleModule,
+    GradSampleModuleFastGradientClipping,
+)
+from opacus.grad_sample.utils import prepare_module
+from opacus.optimizers import DPOptimizer, DPOptimizerFastGradientClipping
 
+from common.bookkeeping_clipping import BookKeepingClipper
 from common.gan_losses import d_loss_fake, d_loss_real
 from common.models import Discriminator, Generator
 from common.patient_sampler import PatientPoissonSampler
@@ -27,6 +32,11 @@ from common.patient_sampler import PatientPoissonSampler
 # Opacus' hooks on the first layer fire although the images need no gradient; harmless, and noisy per step.
 warnings.filterwarnings("ignore", message="Full backward hook is firing when gradients are computed with respect to module outputs")
 warnings.filterwarnings("ignore", message=".*torch.cpu.amp.autocast.*", category=FutureWarning)  # expanded weights
+
+
+# bk: book-keeping clipping (common.bookkeeping_clipping), fastest here; the rest are Opacus' own engines.
+GRAD_SAMPLE_MODES = ("bk", "ew", "hooks", "functorch", "ghost")
+FAST_CLIPPING_MODES = ("bk", "ghost")  # p.grad holds the clipped sum; DPOptimizerFastGradientClipping adds noise
 
 
 @dataclass(frozen=True)
@@ -39,7 +49,7 @@ class DiscriminatorSettings:
     beta1: float = 0.5
     loss: str = "hinge"
     aux_weight: float = 1.0
-    grad_sample_mode: str = "ew"  # Opacus per-sample gradient engine: ew (fastest on CPU here), hooks, functorch
+    grad_sample_mode: str = "bk"  # per-row clipping engine, one of GRAD_SAMPLE_MODES
 
 
 @dataclass(frozen=True)
@@ -77,6 +87,7 @@ class DiscriminatorTrainer:
         self.settings = settings
         self.discriminator = discriminator
         self.dp = dp
+        self.clipper: BookKeepingClipper | None = None
         optimizer = torch.optim.Adam(discriminator.parameters(), lr=settings.lr, betas=(settings.beta1, 0.999))
         if dp is None:
             self.model: torch.nn.Module = discriminator
@@ -84,8 +95,15 @@ class DiscriminatorTrainer:
             return
         if accountant is None:
             raise ValueError("a DP round needs an accountant to record its steps")
-        self.model = wrap_model(discriminator, settings.grad_sample_mode, batch_first=True, loss_reduction="sum")
-        self.optimizer = DPOptimizer(
+        mode = settings.grad_sample_mode
+        if mode == "bk":  # clipped sums computed here, noise and accounting by Opacus
+            self.clipper = BookKeepingClipper(discriminator, max_grad_norm=dp.max_grad_norm)
+            self.model = discriminator
+        else:
+            extra = {"max_grad_norm": dp.max_grad_norm, "use_ghost_clipping": True} if mode == "ghost" else {}
+            self.model = prepare_module(discriminator, mode, batch_first=True, loss_reduction="sum", **extra)
+        optimizer_class = DPOptimizerFastGradientClipping if mode in FAST_CLIPPING_MODES else DPOptimizer
+        self.optimizer = optimizer_class(
             optimizer,
             noise_multiplier=dp.noise_multiplier,
             max_grad_norm=dp.max_grad_norm,
@@ -109,9 +127,7 @@ class DiscriminatorTrainer:
                 d_loss_fake(score[n:], s.loss),
             ]
         )
-        # DP: DPOptimizer divides the noised sum by B; plain: divide here so both take the same step size.
-        loss = per_row.sum() if self.dp else per_row.sum() / s.batch_size
-        loss.backward()
+        self._backward(per_row)
         self.optimizer.step()
         return {
             "d_loss": float(per_row.detach().sum()) / max(1, n + len(fake)),
@@ -120,11 +136,30 @@ class DiscriminatorTrainer:
             "aux_accuracy": float((logits[:n].argmax(1) == real_labels).float().mean()) if n else float("nan"),
         }
 
+    def _backward(self, per_row: torch.Tensor) -> None:
+        """Leave in ``p.grad`` what the optimizer expects: the per-row clipped sum (DP) or the mean (plain)."""
+        if self.dp is None:  # DPOptimizer divides the noised sum by B: divide here so both take the same step size
+            (per_row.sum() / self.settings.batch_size).backward()
+        elif self.clipper is not None:
+            self.clipper.backward(per_row)
+        elif isinstance(self.model, GradSampleModuleFastGradientClipping):
+            # Opacus ghost clipping: norms from the first backward, then the coefficient-weighted loss
+            per_row.sum().backward(retain_graph=True)
+            self.optimizer.zero_grad(set_to_none=True)
+            coef = self.model.get_clipping_coef()
+            self.model.disable_hooks()
+            (coef * per_row).sum().backward()
+            self.model.enable_hooks()
+        else:  # per-row gradients materialised; DPOptimizer clips them
+            per_row.sum().backward()
+
     def finish(self) -> Discriminator:
         """Remove Opacus hooks and per-sample gradients; the returned module is safe to share."""
         self.optimizer.zero_grad(set_to_none=True)
         if isinstance(self.model, AbstractGradSampleModule):
             self.model.to_standard_module()
+        if self.clipper is not None:
+            self.clipper.detach()
         for p in self.discriminator.parameters():
             p.grad_sample = None
             p.grad = None

@@ -13,7 +13,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 
 from common.conditions import ConditionSet, load_condition_set
-from common.discriminator_training import DiscriminatorSettings
+from common.discriminator_training import GRAD_SAMPLE_MODES, DiscriminatorSettings
 from common.errors import ConfigError
 from common.gan_losses import check_loss
 from common.generator_training import GeneratorSettings
@@ -21,9 +21,6 @@ from common.models import GanArchitecture
 from common.partition import PartitionSpec
 from common.phantoms import PhantomSpec
 from common.preprocess import check_image_size
-
-#: Opacus per-sample gradient engines; all three are checked against hand-computed clipped gradients in tests.
-GRAD_SAMPLE_MODES = ("ew", "hooks", "functorch")
 
 
 @dataclass(frozen=True)
@@ -47,6 +44,11 @@ class ExperimentConfig:
     allow_non_chest: bool = False
     patient_pattern: str = ""
     phantom_patients: int = 320
+    # public pretraining on the server (no privacy cost; other patients than the sites' and the test set's)
+    public_data: str = ""
+    public_labels: str = ""
+    public_name: str = ""
+    public_steps: int = 0
     # simulated hospitals
     partition: str = "iid"
     dirichlet_alpha: float = 0.5
@@ -65,7 +67,7 @@ class ExperimentConfig:
     local_steps: int = 15
     lr_d: float = 2e-4
     aux_weight_d: float = 1.0
-    grad_sample_mode: str = "ew"
+    grad_sample_mode: str = "bk"
     site_budget_epsilon: float = 0.0
     ledger_dir: str = ""
     # server (generator)
@@ -87,13 +89,15 @@ class ExperimentConfig:
             raise ConfigError(f"run config holdout-fraction must be in [0, 1) (got {self.holdout_fraction})")
         if self.dp and (self.target_epsilon <= 0 or not 0 < self.target_delta < 1 or self.max_grad_norm <= 0):
             raise ConfigError("with dp=true, target-epsilon and max-grad-norm must be > 0 and target-delta in (0, 1)")
+        if self.public_steps < 0 or bool(self.public_data) != (self.public_steps > 0):
+            raise ConfigError("public pretraining needs both public-data (a folder) and public-steps > 0, or neither")
         if self.grad_sample_mode not in GRAD_SAMPLE_MODES:
             raise ConfigError(f"run config grad-sample-mode must be one of {GRAD_SAMPLE_MODES} (got {self.grad_sample_mode!r})")
         if self.device not in {"auto", "cpu", "cuda"}:
             raise ConfigError(f"run config device must be auto, cpu or cuda (got {self.device!r})")
 
     @classmethod
-    def from_run_config(cls, run_config: Mapping[str, object]) -> "ExperimentConfig":
+    def from_run_config(cls, run_config: Mapping[str, object]) -> ExperimentConfig:
         """Typed config from a Flower run config; unknown keys and wrong types raise ConfigError."""
         by_key = {f.name.replace("_", "-"): f for f in fields(cls)}
         unknown = sorted(set(run_config) - set(by_key))
@@ -109,7 +113,7 @@ class ExperimentConfig:
         """The kebab-case run config for this object (for model cards and ``--run-config``)."""
         return {f.name.replace("_", "-"): getattr(self, f.name) for f in fields(self)}
 
-    def replace(self, **changes: object) -> "ExperimentConfig":
+    def replace(self, **changes: object) -> ExperimentConfig:
         return dataclasses.replace(self, **changes)
 
     # Structured views -------------------------------------------------------------------------------

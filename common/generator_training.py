@@ -46,9 +46,10 @@ class GeneratorTrainer:
             for ema_p, p in zip(self.ema.parameters(), self.generator.parameters()):
                 ema_p.lerp_(p, 1.0 - decay)
 
-    def train_against(self, discriminator: Discriminator, *, seed: int) -> dict[str, float]:
-        """Run ``settings.steps`` G updates against a frozen D; returns mean losses."""
+    def train_against(self, discriminator: Discriminator, *, seed: int, steps: int | None = None) -> dict[str, float]:
+        """Run ``steps`` (default ``settings.steps``) G updates against a frozen D; returns mean losses."""
         s = self.settings
+        steps = s.steps if steps is None else steps
         device = next(self.generator.parameters()).device
         gen = torch.Generator(device=device).manual_seed(seed)
         trainable = [p.requires_grad for p in discriminator.parameters()]
@@ -56,7 +57,7 @@ class GeneratorTrainer:
         self.generator.train()
         totals = {"g_loss": 0.0, "g_aux_accuracy": 0.0}
         try:
-            for _ in range(s.steps):
+            for _ in range(steps):
                 labels = torch.randint(0, self.generator.arch.num_classes, (s.batch_size,), device=device, generator=gen)
                 z = torch.randn(s.batch_size, self.generator.arch.latent_dim, device=device, generator=gen)
                 score, logits = discriminator(self.generator(z, labels), labels)
@@ -71,7 +72,7 @@ class GeneratorTrainer:
         finally:
             for p, flag in zip(discriminator.parameters(), trainable):
                 p.requires_grad_(flag)
-        return {k: v / max(1, s.steps) for k, v in totals.items()}
+        return {k: v / max(1, steps) for k, v in totals.items()}
 
     def published(self) -> Generator:
         """The weights to publish: the EMA when enabled, else G itself."""

@@ -66,8 +66,20 @@ def render_model_card(card: dict) -> str:
         f"- {card['data']['description']}",
         f"- training patients: {card['data']['patients']}, images: {card['data']['images']}",
         "- per-class training images: " + ", ".join(f"{k} {v}" for k, v in card["data"]["class_images"].items()),
+        *_public_lines(card.get("public_pretraining")),
         "",
         "![samples](samples.png)",
         "",
     ]
     return "\n".join(lines)
+
+
+def _public_lines(public: dict | None) -> list[str]:
+    if not public:
+        return ["- public pretraining: none"]
+    classes = ", ".join(f"{k} {v}" for k, v in public["class_images"].items())
+    return [
+        f"- public pretraining (no privacy cost, other patients): {public['name']}, {public['images']} images of "
+        f"{public['patients']} patients, {public['steps']} non-private G/D steps on the server before round 1",
+        f"- per-class public images: {classes}",
+    ]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
@@ -26,11 +26,17 @@ from common.experiment_config import ExperimentConfig
 from common.generator_training import GeneratorTrainer
 from common.models import build_models
 from common.privacy_accounting import ACCOUNTANT
-from server.checkpoint import load_checkpoint, module_state, restore_optimizer, save_checkpoint
+from server.checkpoint import (
+    load_checkpoint,
+    module_state,
+    restore_optimizer,
+    save_checkpoint,
+)
+from server.public_pretraining import pretrain_on_public
 
 log = logging.getLogger("cxr_fedsynth.server")
 #: Run-config keys that hold local paths: never written into a public model card.
-PRIVATE_KEYS = ("data-dir", "labels", "cache-dir", "output-dir", "ledger-dir", "patient-pattern")
+PRIVATE_KEYS = ("data-dir", "labels", "cache-dir", "output-dir", "ledger-dir", "patient-pattern", "public-data", "public-labels")
 NODE_WAIT_S = 120.0
 
 
@@ -73,6 +79,7 @@ class FederatedGanServer:
         self.sites: dict[str, SiteStats] = {}
         self.metric_rows: list[dict] = []
         self.start_round = 1
+        self.public: dict | None = None
         self._resume()
 
     # ------------------------------------------------------------------ state
@@ -88,6 +95,7 @@ class FederatedGanServer:
         self.sites = {name: SiteStats(**stats) for name, stats in checkpoint.progress["sites"].items()}
         self.metric_rows = list(checkpoint.progress["metrics"])
         self.start_round = checkpoint.round + 1
+        self.public = checkpoint.progress.get("public_pretraining")
         log.info("resuming run %s after round %d from %s", self.run_name, checkpoint.round, self.run_dir / "checkpoint")
 
     def _checkpoint(self, round_number: int) -> None:
@@ -101,6 +109,7 @@ class FederatedGanServer:
                 "g_updates": self.g_trainer.updates,
                 "sites": {name: vars(stats) for name, stats in self.sites.items()},
                 "metrics": self.metric_rows,
+                "public_pretraining": self.public,
             },
         )
 
@@ -161,6 +170,9 @@ class FederatedGanServer:
         """All remaining rounds, then publish; returns the published folder."""
         c = self.config
         log.info("run %s: %d rounds, dp=%s, output %s", self.run_name, c.num_server_rounds, c.dp, self.run_dir)
+        if c.public_steps and self.public is None:
+            self.public = pretrain_on_public(c, self.g_trainer, self.discriminator, device=self.device).to_dict()
+            self._checkpoint(0)
         for round_number in range(self.start_round, c.num_server_rounds + 1):
             started = time.perf_counter()
             nodes = self._wait_for_sites(grid)
@@ -207,7 +219,7 @@ class FederatedGanServer:
         class_images = {name: sum(s.class_images.get(name, 0) for s in trained) for name in self.conditions.names}
         return {
             "run_name": self.run_name,
-            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "created": datetime.now(UTC).isoformat(timespec="seconds"),
             "private": c.dp,
             "classes": self.conditions.names,
             "condition_set": c.conditions,
@@ -225,6 +237,7 @@ class FederatedGanServer:
                 {**{k: v for k, v in vars(s).items() if k != "refused"}, "epsilon": s.epsilon if c.dp else None}
                 for s in sorted(trained, key=lambda s: s.name)
             ],
+            "public_pretraining": self.public,
             "data": {
                 "description": "embedded PHANTOM chest drawings (not real radiographs)" if c.uses_phantoms else "site data (paths not recorded)",
                 "patients": sum(s.patients for s in trained),

@@ -8,7 +8,12 @@ import torch
 import torch.nn.functional as F
 
 from common.artifacts import clean_state_dict
-from common.discriminator_training import DiscriminatorSettings, DiscriminatorTrainer, DPSettings, train_discriminator_round
+from common.discriminator_training import (
+    DiscriminatorSettings,
+    DiscriminatorTrainer,
+    DPSettings,
+    train_discriminator_round,
+)
 from common.gan_losses import d_loss_fake, d_loss_real
 from common.generator_training import GeneratorSettings, GeneratorTrainer
 from common.models import GanArchitecture, build_models
@@ -25,7 +30,7 @@ def _rows(n_real: int = 5, n_fake: int = 4, seed: int = 0):
     return real, torch.randint(0, 3, (n_real,), generator=gen), fake, torch.randint(0, 3, (n_fake,), generator=gen)
 
 
-@pytest.mark.parametrize("mode", ["hooks", "ew", "functorch"])
+@pytest.mark.parametrize("mode", ["bk", "ghost", "hooks", "ew", "functorch"])
 def test_dp_step_equals_clipped_mean_of_per_row_gradients(mode: str) -> None:
     settings = DiscriminatorSettings(batch_size=4, lr=1e-3, aux_weight=0.7, grad_sample_mode=mode)
     _, d_private = build_models(ARCH, seed=1)

@@ -1,0 +1,80 @@
+"""Non-private pretraining of G and D on a public chest X-ray set, on the server, before any site is asked.
+
+Public data (released for public use, e.g. NIH ChestX-ray14) costs no privacy budget: the server trains the
+GAN on it with plain SGD, then the sites fine-tune D under DP-SGD from the pretrained weights. The public
+patients must be other patients than the sites' and the test set's (``cxr-split --public-prefix`` writes such
+tables for the simulation); the model card names the public set.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+from common.discriminator_training import DiscriminatorTrainer, generate_fakes
+from common.errors import DataError
+from common.experiment_config import ExperimentConfig
+from common.generator_training import GeneratorTrainer
+from common.models import Discriminator
+from common.preprocess import to_model_range
+from common.progress import steps
+from common.site_data import load_labelled_images
+
+log = logging.getLogger("cxr_fedsynth.server")
+
+
+@dataclass(frozen=True)
+class PublicPretraining:
+    """What the model card says about the public pretraining (no paths)."""
+
+    name: str
+    images: int
+    patients: int
+    steps: int
+    class_images: dict[str, int]
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def public_set_name(config: ExperimentConfig) -> str:
+    """A path-free name of the public set: ``public-name``, else the folder (and table) names."""
+    if config.public_name:
+        return config.public_name
+    folder = Path(config.public_data).expanduser().name
+    return f"{folder} ({Path(config.public_labels).name})" if config.public_labels else folder
+
+
+def pretrain_on_public(
+    config: ExperimentConfig, g_trainer: GeneratorTrainer, discriminator: Discriminator, *, device: torch.device
+) -> PublicPretraining:
+    """Alternate ``public-steps`` plain D steps and G steps on the public set; D and G are updated in place."""
+    conditions = config.condition_set()
+    data = load_labelled_images(
+        Path(config.public_data).expanduser(), conditions, labels=config.path_or_none(config.public_labels),
+        image_size=config.image_size, cache_dir=config.path_or_none(config.cache_dir),
+    )
+    if len(data.records) < config.batch_size:
+        raise DataError(f"public-data {config.public_data}: {len(data.records)} images, fewer than batch-size {config.batch_size}")
+    images, labels = to_model_range(data.images).to(device), torch.from_numpy(data.conditions).to(device)
+    d_settings = config.discriminator_settings()
+    trainer = DiscriminatorTrainer(discriminator, d_settings, dp=None)
+    discriminator.train()
+    gen = torch.Generator(device=device).manual_seed(config.seed * 7919 + 1)
+    with steps(config.public_steps, "public pretraining") as advance:
+        for step in range(config.public_steps):
+            index = torch.randint(0, len(images), (d_settings.batch_size,), device=device, generator=gen)
+            fake, fake_labels = generate_fakes(g_trainer.generator, d_settings.batch_size, num_classes=len(conditions), device=device, gen=gen)
+            trainer.step(images[index], labels[index], fake, fake_labels)
+            g_trainer.train_against(discriminator, seed=config.seed * 7919 + 2 + step, steps=1)
+            advance()
+    trainer.finish()
+    counts = torch.bincount(labels.cpu(), minlength=len(conditions)).tolist()
+    summary = PublicPretraining(
+        name=public_set_name(config), images=len(data.records), patients=len({r.patient_id for r in data.records}),
+        steps=config.public_steps, class_images=dict(zip(conditions.names, counts)),
+    )
+    log.info("public pretraining: %d steps on %s (%d images, %d patients)", summary.steps, summary.name, summary.images, summary.patients)
+    return summary
