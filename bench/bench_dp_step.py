@@ -16,11 +16,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from bench.common import best_time, gemm_rate, write_result
-from common.discriminator_training import (
-    DiscriminatorSettings,
-    DiscriminatorTrainer,
-    DPSettings,
-)
+from common.discriminator_training import DiscriminatorSettings, DiscriminatorTrainer, DPSettings
 from common.models import GanArchitecture, build_models
 from common.privacy_accounting import make_accountant
 

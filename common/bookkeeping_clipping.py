@@ -10,7 +10,7 @@ size and steps the accountant: the privacy mechanism is Opacus' own.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -25,7 +25,7 @@ class _Record:
     activation: torch.Tensor | None  # detached input, dropped once the layer's norms are known
     output: torch.Tensor | None  # dropped once its gradient has passed
     is_root: bool  # its input needs no gradient: backward is asked for this output's gradient
-    norms: LayerNorms | None = field(default=None)
+    norms: LayerNorms | None = None
 
 
 class BookKeepingClipper:

@@ -17,10 +17,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from opacus.accountants import RDPAccountant
-from opacus.grad_sample import (
-    AbstractGradSampleModule,
-    GradSampleModuleFastGradientClipping,
-)
+from opacus.grad_sample import AbstractGradSampleModule, GradSampleModuleFastGradientClipping
 from opacus.grad_sample.utils import prepare_module
 from opacus.optimizers import DPOptimizer, DPOptimizerFastGradientClipping
 

@@ -97,7 +97,7 @@ class ExperimentConfig:
             raise ConfigError(f"run config device must be auto, cpu or cuda (got {self.device!r})")
 
     @classmethod
-    def from_run_config(cls, run_config: Mapping[str, object]) -> ExperimentConfig:
+    def from_run_config(cls, run_config: Mapping[str, object]) -> "ExperimentConfig":
         """Typed config from a Flower run config; unknown keys and wrong types raise ConfigError."""
         by_key = {f.name.replace("_", "-"): f for f in fields(cls)}
         unknown = sorted(set(run_config) - set(by_key))
@@ -113,7 +113,7 @@ class ExperimentConfig:
         """The kebab-case run config for this object (for model cards and ``--run-config``)."""
         return {f.name.replace("_", "-"): getattr(self, f.name) for f in fields(self)}
 
-    def replace(self, **changes: object) -> ExperimentConfig:
+    def replace(self, **changes: object) -> "ExperimentConfig":
         return dataclasses.replace(self, **changes)
 
     # Structured views -------------------------------------------------------------------------------

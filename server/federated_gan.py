@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pandas as pd
@@ -26,12 +26,7 @@ from common.experiment_config import ExperimentConfig
 from common.generator_training import GeneratorTrainer
 from common.models import build_models
 from common.privacy_accounting import ACCOUNTANT
-from server.checkpoint import (
-    load_checkpoint,
-    module_state,
-    restore_optimizer,
-    save_checkpoint,
-)
+from server.checkpoint import load_checkpoint, module_state, restore_optimizer, save_checkpoint
 from server.public_pretraining import pretrain_on_public
 
 log = logging.getLogger("cxr_fedsynth.server")
@@ -219,7 +214,7 @@ class FederatedGanServer:
         class_images = {name: sum(s.class_images.get(name, 0) for s in trained) for name in self.conditions.names}
         return {
             "run_name": self.run_name,
-            "created": datetime.now(UTC).isoformat(timespec="seconds"),
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "private": c.dp,
             "classes": self.conditions.names,
             "condition_set": c.conditions,

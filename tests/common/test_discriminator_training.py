@@ -8,12 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from common.artifacts import clean_state_dict
-from common.discriminator_training import (
-    DiscriminatorSettings,
-    DiscriminatorTrainer,
-    DPSettings,
-    train_discriminator_round,
-)
+from common.discriminator_training import DiscriminatorSettings, DiscriminatorTrainer, DPSettings, train_discriminator_round
 from common.gan_losses import d_loss_fake, d_loss_real
 from common.generator_training import GeneratorSettings, GeneratorTrainer
 from common.models import GanArchitecture, build_models
