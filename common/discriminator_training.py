@@ -33,7 +33,10 @@ warnings.filterwarnings("ignore", message=".*torch.cpu.amp.autocast.*", category
 
 # bk: book-keeping clipping (common.bookkeeping_clipping), fastest here; the rest are Opacus' own engines.
 GRAD_SAMPLE_MODES = ("bk", "ew", "hooks", "functorch", "ghost")
-FAST_CLIPPING_MODES = ("bk", "ghost")  # p.grad holds the clipped sum; DPOptimizerFastGradientClipping adds noise
+FAST_CLIPPING_MODES = ("bk", "ghost")
+#: "heads": sites train only D's adversarial, projection and class heads (features from public pretraining):
+#: far fewer noised parameters, so far less noise per update at the same epsilon.
+TRAINED_LAYERS = ("all", "heads")  # p.grad holds the clipped sum; DPOptimizerFastGradientClipping adds noise
 
 
 @dataclass(frozen=True)
@@ -47,6 +50,7 @@ class DiscriminatorSettings:
     loss: str = "hinge"
     aux_weight: float = 1.0
     grad_sample_mode: str = "bk"  # per-row clipping engine, one of GRAD_SAMPLE_MODES
+    trained_layers: str = "all"  # one of TRAINED_LAYERS: "heads" freezes D's convolutional features
 
 
 @dataclass(frozen=True)
@@ -85,6 +89,7 @@ class DiscriminatorTrainer:
         self.discriminator = discriminator
         self.dp = dp
         self.clipper: BookKeepingClipper | None = None
+        discriminator.features.requires_grad_(settings.trained_layers == "all")
         optimizer = torch.optim.Adam(discriminator.parameters(), lr=settings.lr, betas=(settings.beta1, 0.999))
         if dp is None:
             self.model: torch.nn.Module = discriminator
@@ -157,6 +162,7 @@ class DiscriminatorTrainer:
             self.model.to_standard_module()
         if self.clipper is not None:
             self.clipper.detach()
+        self.discriminator.requires_grad_(True)
         for p in self.discriminator.parameters():
             p.grad_sample = None
             p.grad = None

@@ -13,7 +13,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 
 from common.conditions import ConditionSet, load_condition_set
-from common.discriminator_training import GRAD_SAMPLE_MODES, DiscriminatorSettings
+from common.discriminator_training import GRAD_SAMPLE_MODES, TRAINED_LAYERS, DiscriminatorSettings
 from common.errors import ConfigError
 from common.gan_losses import check_loss
 from common.generator_training import GeneratorSettings
@@ -55,7 +55,7 @@ class ExperimentConfig:
     holdout_fraction: float = 0.2
     # model
     latent_dim: int = 64
-    g_width: int = 32
+    g_width: int = 16
     d_width: int = 16
     loss: str = "hinge"
     # site (discriminator, DP-SGD)
@@ -68,6 +68,7 @@ class ExperimentConfig:
     lr_d: float = 2e-4
     aux_weight_d: float = 1.0
     grad_sample_mode: str = "bk"
+    d_site_layers: str = "all"
     site_budget_epsilon: float = 0.0
     ledger_dir: str = ""
     # server (generator)
@@ -76,6 +77,7 @@ class ExperimentConfig:
     lr_g: float = 2e-4
     aux_weight_g: float = 0.5
     ema_decay: float = 0.999
+    mode_seeking_weight: float = 1.0
 
     def __post_init__(self) -> None:
         check_image_size(self.image_size)
@@ -91,6 +93,12 @@ class ExperimentConfig:
             raise ConfigError("with dp=true, target-epsilon and max-grad-norm must be > 0 and target-delta in (0, 1)")
         if self.public_steps < 0 or bool(self.public_data) != (self.public_steps > 0):
             raise ConfigError("public pretraining needs both public-data (a folder) and public-steps > 0, or neither")
+        if self.g_batch_size < 2 or self.mode_seeking_weight < 0:
+            raise ConfigError("run config g-batch-size must be at least 2 (pairs of latents per label) and mode-seeking-weight >= 0")
+        if self.d_site_layers not in TRAINED_LAYERS:
+            raise ConfigError(f"run config d-site-layers must be one of {TRAINED_LAYERS} (got {self.d_site_layers!r})")
+        if self.d_site_layers == "heads" and not self.public_steps:
+            raise ConfigError("d-site-layers='heads' keeps D's features as initialised unless public pretraining trains them: set public-data and public-steps")
         if self.grad_sample_mode not in GRAD_SAMPLE_MODES:
             raise ConfigError(f"run config grad-sample-mode must be one of {GRAD_SAMPLE_MODES} (got {self.grad_sample_mode!r})")
         if self.device not in {"auto", "cpu", "cuda"}:
@@ -124,10 +132,10 @@ class ExperimentConfig:
         return GanArchitecture(self.image_size, num_classes, self.latent_dim, self.g_width, self.d_width)
 
     def discriminator_settings(self) -> DiscriminatorSettings:
-        return DiscriminatorSettings(self.batch_size, self.local_steps, self.lr_d, 0.5, self.loss, self.aux_weight_d, self.grad_sample_mode)
+        return DiscriminatorSettings(self.batch_size, self.local_steps, self.lr_d, 0.5, self.loss, self.aux_weight_d, self.grad_sample_mode, self.d_site_layers)
 
     def generator_settings(self) -> GeneratorSettings:
-        return GeneratorSettings(self.g_batch_size, self.g_steps, self.lr_g, 0.5, self.loss, self.aux_weight_g, self.ema_decay)
+        return GeneratorSettings(self.g_batch_size, self.g_steps, self.lr_g, 0.5, self.loss, self.aux_weight_g, self.ema_decay, self.mode_seeking_weight)
 
     def partition_spec(self, num_sites: int) -> PartitionSpec:
         return PartitionSpec(num_sites, self.partition, self.dirichlet_alpha, self.seed)

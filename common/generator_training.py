@@ -27,6 +27,18 @@ class GeneratorSettings:
     loss: str = "hinge"
     aux_weight: float = 0.5
     ema_decay: float = 0.999
+    mode_seeking_weight: float = 0.0
+
+
+def mode_seeking_loss(images: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    """MSGAN (Mao et al. 2019): 1 / (image distance / latent distance) of the pairs (first half, second half).
+
+    Rows i and i + B/2 share a label; a G that maps different latents to the same image (mode collapse) pays.
+    """
+    first, second = images.chunk(2)
+    z_first, z_second = z.chunk(2)
+    ratio = (first - second).abs().flatten(1).mean(dim=1) / (z_first - z_second).abs().mean(dim=1)
+    return 1.0 / (ratio.mean() + 1e-5)
 
 
 class GeneratorTrainer:
@@ -58,10 +70,14 @@ class GeneratorTrainer:
         totals = {"g_loss": 0.0, "g_aux_accuracy": 0.0}
         try:
             for _ in range(steps):
-                labels = torch.randint(0, self.generator.arch.num_classes, (s.batch_size,), device=device, generator=gen)
-                z = torch.randn(s.batch_size, self.generator.arch.latent_dim, device=device, generator=gen)
-                score, logits = discriminator(self.generator(z, labels), labels)
+                half = torch.randint(0, self.generator.arch.num_classes, (s.batch_size // 2,), device=device, generator=gen)
+                labels = torch.cat([half, half])  # two latents per label: the mode-seeking pairs
+                z = torch.randn(len(labels), self.generator.arch.latent_dim, device=device, generator=gen)
+                images = self.generator(z, labels)
+                score, logits = discriminator(images, labels)
                 loss = g_loss(score, s.loss).mean() + s.aux_weight * F.cross_entropy(logits, labels)
+                if s.mode_seeking_weight:
+                    loss = loss + s.mode_seeking_weight * mode_seeking_loss(images, z)
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 self.optimizer.step()

@@ -7,6 +7,7 @@ tables for the simulation); the model card names the public set.
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -59,7 +60,7 @@ def pretrain_on_public(
     if len(data.records) < config.batch_size:
         raise DataError(f"public-data {config.public_data}: {len(data.records)} images, fewer than batch-size {config.batch_size}")
     images, labels = to_model_range(data.images).to(device), torch.from_numpy(data.conditions).to(device)
-    d_settings = config.discriminator_settings()
+    d_settings = dataclasses.replace(config.discriminator_settings(), trained_layers="all")  # public: train all of D
     trainer = DiscriminatorTrainer(discriminator, d_settings, dp=None)
     discriminator.train()
     gen = torch.Generator(device=device).manual_seed(config.seed * 7919 + 1)

@@ -102,3 +102,17 @@ def test_generator_step_leaves_discriminator_bit_identical() -> None:
     assert all(p.grad is None for p in discriminator.parameters())
     assert [p.requires_grad for p in discriminator.parameters()] == flags
     assert any(not torch.equal(a, b) for a, b in zip(g_before, generator.parameters())), "G must have learned"
+
+
+@pytest.mark.parametrize("mode", ["bk", "hooks"])
+def test_heads_only_site_training_leaves_the_features_untouched(mode: str) -> None:
+    _, discriminator = build_models(ARCH, seed=2)
+    features = {k: v.clone() for k, v in discriminator.features.state_dict().items()}
+    heads = {k: v.clone() for k, v in discriminator.state_dict().items() if not k.startswith("features.")}
+    settings = DiscriminatorSettings(batch_size=4, lr=1e-2, grad_sample_mode=mode, trained_layers="heads")
+    trainer = DiscriminatorTrainer(discriminator, settings, dp=DPSettings(1.0, 1.0, 0.1), accountant=make_accountant())
+    trainer.step(*_rows())
+    finished = trainer.finish()
+    assert all(torch.equal(features[k], v) for k, v in finished.features.state_dict().items())
+    assert any(not torch.equal(heads[k], v) for k, v in finished.state_dict().items() if not k.startswith("features."))
+    assert all(p.requires_grad for p in finished.parameters()), "the returned D is a plain, fully trainable module"

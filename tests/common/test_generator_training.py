@@ -1,0 +1,27 @@
+"""The mode-seeking term punishes a generator that maps different latents to one image, and a G step with it
+on leaves D untouched and moves G."""
+from __future__ import annotations
+
+import torch
+
+from common.generator_training import GeneratorSettings, GeneratorTrainer, mode_seeking_loss
+from common.models import GanArchitecture, build_models
+
+
+def test_mode_seeking_loss_is_large_for_collapse_and_small_for_diverse_pairs() -> None:
+    z = torch.randn(8, 16, generator=torch.Generator().manual_seed(0))
+    same = torch.rand(4, 1, 8, 8).repeat(2, 1, 1, 1)  # second half equals the first: collapsed
+    diverse = torch.rand(8, 1, 8, 8) * 2 - 1
+    assert mode_seeking_loss(same, z) > 1000 * mode_seeking_loss(diverse, z)
+
+
+def test_generator_step_with_mode_seeking_moves_g_only() -> None:
+    arch = GanArchitecture(image_size=32, num_classes=3, latent_dim=8, g_width=8, d_width=8)
+    generator, discriminator = build_models(arch, seed=0)
+    d_before = {k: v.clone() for k, v in discriminator.state_dict().items()}
+    g_before = {k: v.clone() for k, v in generator.state_dict().items()}
+    trainer = GeneratorTrainer(generator, GeneratorSettings(batch_size=6, steps=2, mode_seeking_weight=1.0))
+    metrics = trainer.train_against(discriminator, seed=1)
+    assert torch.isfinite(torch.tensor(metrics["g_loss"]))
+    assert all(torch.equal(d_before[k], v) for k, v in discriminator.state_dict().items())
+    assert any(not torch.equal(g_before[k], v) for k, v in generator.state_dict().items())
