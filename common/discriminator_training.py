@@ -35,8 +35,9 @@ warnings.filterwarnings("ignore", message=".*torch.cpu.amp.autocast.*", category
 GRAD_SAMPLE_MODES = ("bk", "ew", "hooks", "functorch", "ghost")
 FAST_CLIPPING_MODES = ("bk", "ghost")
 #: "heads": sites train only D's adversarial, projection and class heads (features from public pretraining):
-#: far fewer noised parameters, so far less noise per update at the same epsilon.
-TRAINED_LAYERS = ("all", "heads")  # p.grad holds the clipped sum; DPOptimizerFastGradientClipping adds noise
+#: far fewer noised parameters, so far less noise per update at the same epsilon. "heads-norms" also trains
+#: the features' GroupNorm scales and shifts (a few hundred more), which lets the frozen features adapt.
+TRAINED_LAYERS = ("all", "heads", "heads-norms")
 
 
 @dataclass(frozen=True)
@@ -50,7 +51,7 @@ class DiscriminatorSettings:
     loss: str = "hinge"
     aux_weight: float = 1.0
     grad_sample_mode: str = "bk"  # per-row clipping engine, one of GRAD_SAMPLE_MODES
-    trained_layers: str = "all"  # one of TRAINED_LAYERS: "heads" freezes D's convolutional features
+    trained_layers: str = "all"  # one of TRAINED_LAYERS: "heads" and "heads-norms" freeze D's convolutions
 
 
 @dataclass(frozen=True)
@@ -73,6 +74,15 @@ class RoundResult:
     steps: int
 
 
+def freeze_untrained_layers(discriminator: Discriminator, trained_layers: str) -> None:
+    """Leave ``requires_grad`` only on the parameters a site trains (see TRAINED_LAYERS)."""
+    discriminator.features.requires_grad_(trained_layers == "all")
+    if trained_layers == "heads-norms":
+        for layer in discriminator.features.modules():
+            if isinstance(layer, torch.nn.GroupNorm):
+                layer.requires_grad_(True)
+
+
 class DiscriminatorTrainer:
     """Owns D's optimizer for one round; ``finish()`` returns the plain module (no Opacus hooks)."""
 
@@ -89,7 +99,7 @@ class DiscriminatorTrainer:
         self.discriminator = discriminator
         self.dp = dp
         self.clipper: BookKeepingClipper | None = None
-        discriminator.features.requires_grad_(settings.trained_layers == "all")
+        freeze_untrained_layers(discriminator, settings.trained_layers)
         optimizer = torch.optim.Adam(discriminator.parameters(), lr=settings.lr, betas=(settings.beta1, 0.999))
         if dp is None:
             self.model: torch.nn.Module = discriminator

@@ -49,6 +49,8 @@ class ExperimentConfig:
     public_labels: str = ""
     public_name: str = ""
     public_steps: int = 0
+    public_batch_size: int = 32
+    public_lr_d: float = 2e-4
     # simulated hospitals
     partition: str = "iid"
     dirichlet_alpha: float = 0.5
@@ -83,7 +85,7 @@ class ExperimentConfig:
         check_image_size(self.image_size)
         check_loss(self.loss)
         PartitionSpec(1, self.partition, self.dirichlet_alpha)
-        positive = ("num_server_rounds", "batch_size", "local_steps", "g_steps", "g_batch_size", "min_sites", "phantom_patients")
+        positive = ("num_server_rounds", "batch_size", "public_batch_size", "local_steps", "g_steps", "g_batch_size", "min_sites", "phantom_patients")
         for name in positive:
             if getattr(self, name) < 1:
                 raise ConfigError(f"run config {name.replace('_', '-')} must be at least 1 (got {getattr(self, name)})")
@@ -97,8 +99,8 @@ class ExperimentConfig:
             raise ConfigError("run config g-batch-size must be at least 2 (pairs of latents per label) and mode-seeking-weight >= 0")
         if self.d_site_layers not in TRAINED_LAYERS:
             raise ConfigError(f"run config d-site-layers must be one of {TRAINED_LAYERS} (got {self.d_site_layers!r})")
-        if self.d_site_layers == "heads" and not self.public_steps:
-            raise ConfigError("d-site-layers='heads' keeps D's features as initialised unless public pretraining trains them: set public-data and public-steps")
+        if self.d_site_layers != "all" and not self.public_steps:
+            raise ConfigError(f"d-site-layers={self.d_site_layers!r} keeps D's features as initialised unless public pretraining trains them: set public-data and public-steps")
         if self.grad_sample_mode not in GRAD_SAMPLE_MODES:
             raise ConfigError(f"run config grad-sample-mode must be one of {GRAD_SAMPLE_MODES} (got {self.grad_sample_mode!r})")
         if self.device not in {"auto", "cpu", "cuda"}:

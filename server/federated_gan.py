@@ -26,8 +26,8 @@ from common.experiment_config import ExperimentConfig
 from common.generator_training import GeneratorTrainer
 from common.models import build_models
 from common.privacy_accounting import ACCOUNTANT
-from server.checkpoint import load_checkpoint, module_state, restore_optimizer, save_checkpoint
-from server.public_pretraining import pretrain_on_public
+from server.checkpoint import Checkpoint, load_checkpoint, module_state, restore_optimizer, save_checkpoint
+from server.public_pretraining import pretrain_on_public, pretraining_key
 
 log = logging.getLogger("cxr_fedsynth.server")
 #: Run-config keys that hold local paths: never written into a public model card.
@@ -82,22 +82,42 @@ class FederatedGanServer:
         checkpoint = load_checkpoint(self.run_dir / "checkpoint")
         if checkpoint is None:
             return
-        self.g_trainer.generator.load_state_dict(module_state(checkpoint.tensors, "generator"))
-        self.g_trainer.ema.load_state_dict(module_state(checkpoint.tensors, "ema"))
-        self.discriminator.load_state_dict(module_state(checkpoint.tensors, "discriminator"))
-        restore_optimizer(self.g_trainer.optimizer, checkpoint.tensors)
-        self.g_trainer.updates = int(checkpoint.progress.get("g_updates", 0))
+        self._load_weights(checkpoint)
         self.sites = {name: SiteStats(**stats) for name, stats in checkpoint.progress["sites"].items()}
         self.metric_rows = list(checkpoint.progress["metrics"])
         self.start_round = checkpoint.round + 1
         self.public = checkpoint.progress.get("public_pretraining")
         log.info("resuming run %s after round %d from %s", self.run_name, checkpoint.round, self.run_dir / "checkpoint")
 
+    def _load_weights(self, checkpoint: Checkpoint) -> None:
+        self.g_trainer.generator.load_state_dict(module_state(checkpoint.tensors, "generator"))
+        self.g_trainer.ema.load_state_dict(module_state(checkpoint.tensors, "ema"))
+        self.discriminator.load_state_dict(module_state(checkpoint.tensors, "discriminator"))
+        restore_optimizer(self.g_trainer.optimizer, checkpoint.tensors)
+        self.g_trainer.updates = int(checkpoint.progress.get("g_updates", 0))
+
+    def _modules(self) -> dict[str, torch.nn.Module]:
+        return {"generator": self.g_trainer.generator, "ema": self.g_trainer.ema, "discriminator": self.discriminator}
+
+    def _pretrain_on_public(self) -> None:
+        """Pretrain on the public set, or reuse the stored weights of an identical earlier pretraining."""
+        store = self.run_dir.parent / "public-pretraining" / pretraining_key(self.config)
+        stored = load_checkpoint(store)
+        if stored is None:
+            self.public = pretrain_on_public(self.config, self.g_trainer, self.discriminator, device=self.device).to_dict()
+            progress = {"g_updates": self.g_trainer.updates, "public_pretraining": self.public}
+            save_checkpoint(store, round_number=0, modules=self._modules(), optimizer=self.g_trainer.optimizer, progress=progress)
+        else:
+            self._load_weights(stored)
+            self.public = stored.progress["public_pretraining"]
+            log.info("public pretraining: reusing the identical pretraining stored in %s", store)
+        self._checkpoint(0)
+
     def _checkpoint(self, round_number: int) -> None:
         save_checkpoint(
             self.run_dir / "checkpoint",
             round_number=round_number,
-            modules={"generator": self.g_trainer.generator, "ema": self.g_trainer.ema, "discriminator": self.discriminator},
+            modules=self._modules(),
             optimizer=self.g_trainer.optimizer,
             progress={
                 "run_name": self.run_name,
@@ -166,8 +186,7 @@ class FederatedGanServer:
         c = self.config
         log.info("run %s: %d rounds, dp=%s, output %s", self.run_name, c.num_server_rounds, c.dp, self.run_dir)
         if c.public_steps and self.public is None:
-            self.public = pretrain_on_public(c, self.g_trainer, self.discriminator, device=self.device).to_dict()
-            self._checkpoint(0)
+            self._pretrain_on_public()
         for round_number in range(self.start_round, c.num_server_rounds + 1):
             started = time.perf_counter()
             nodes = self._wait_for_sites(grid)

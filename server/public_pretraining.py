@@ -3,17 +3,23 @@
 Public data (released for public use, e.g. NIH ChestX-ray14) costs no privacy budget: the server trains the
 GAN on it with plain SGD, then the sites fine-tune D under DP-SGD from the pretrained weights. The public
 patients must be other patients than the sites' and the test set's (``cxr-split --public-prefix`` writes such
-tables for the simulation); the model card names the public set.
+tables for the simulation); the model card names the public set. The pretrained weights are stored under
+``<output-dir>/public-pretraining/<key>/``, keyed by everything that determines them, and later runs with the
+same key reuse them instead of training again.
 """
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import logging
 from dataclasses import asdict, dataclass
+from importlib.metadata import version
 from pathlib import Path
 
 import torch
 
+from common.artifacts import file_sha256
 from common.discriminator_training import DiscriminatorTrainer, generate_fakes
 from common.errors import DataError
 from common.experiment_config import ExperimentConfig
@@ -24,6 +30,15 @@ from common.progress import steps
 from common.site_data import load_labelled_images
 
 log = logging.getLogger("cxr_fedsynth.server")
+#: Run-config keys that cannot change the public pretraining (run, site and privacy settings).
+NOT_PRETRAINING_KEYS = frozenset(
+    {
+        "num-server-rounds", "run-name", "output-dir", "device", "min-sites", "round-timeout", "data-dir", "labels",
+        "cache-dir", "patient-pattern", "phantom-patients", "partition", "dirichlet-alpha", "holdout-fraction", "dp",
+        "target-epsilon", "target-delta", "max-grad-norm", "batch-size", "local-steps", "lr-d", "grad-sample-mode",
+        "d-site-layers", "site-budget-epsilon", "ledger-dir", "g-steps",
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -48,6 +63,15 @@ def public_set_name(config: ExperimentConfig) -> str:
     return f"{folder} ({Path(config.public_labels).name})" if config.public_labels else folder
 
 
+def pretraining_key(config: ExperimentConfig) -> str:
+    """Digest of what determines the pretrained weights: the settings, the public table's bytes, the code version."""
+    settings = {k: v for k, v in config.to_run_config().items() if k not in NOT_PRETRAINING_KEYS}
+    settings["public-data"] = str(Path(config.public_data).expanduser().resolve())
+    settings["public-labels"] = file_sha256(Path(config.public_labels).expanduser()) if config.public_labels else ""
+    settings["cxr-fedsynth"] = version("cxr-fedsynth")
+    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
+
+
 def pretrain_on_public(
     config: ExperimentConfig, g_trainer: GeneratorTrainer, discriminator: Discriminator, *, device: torch.device
 ) -> PublicPretraining:
@@ -57,10 +81,12 @@ def pretrain_on_public(
         Path(config.public_data).expanduser(), conditions, labels=config.path_or_none(config.public_labels),
         image_size=config.image_size, cache_dir=config.path_or_none(config.cache_dir),
     )
-    if len(data.records) < config.batch_size:
-        raise DataError(f"public-data {config.public_data}: {len(data.records)} images, fewer than batch-size {config.batch_size}")
+    if len(data.records) < config.public_batch_size:
+        raise DataError(f"public-data {config.public_data}: {len(data.records)} images, fewer than public-batch-size {config.public_batch_size}")
     images, labels = to_model_range(data.images).to(device), torch.from_numpy(data.conditions).to(device)
-    d_settings = dataclasses.replace(config.discriminator_settings(), trained_layers="all")  # public: train all of D
+    d_settings = dataclasses.replace(  # public: all of D, at the pretraining's own batch and learning rate
+        config.discriminator_settings(), trained_layers="all", batch_size=config.public_batch_size, lr=config.public_lr_d
+    )
     trainer = DiscriminatorTrainer(discriminator, d_settings, dp=None)
     discriminator.train()
     gen = torch.Generator(device=device).manual_seed(config.seed * 7919 + 1)

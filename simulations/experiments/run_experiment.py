@@ -1,6 +1,6 @@
 """Run one experiment of docs/results.md end to end: patient split, federated training, evaluation.
 
-    python simulations/experiments/run_experiment.py simulations/experiments/<name>.toml [--out runs/]
+    python simulations/experiments/run_experiment.py simulations/experiments/<name>.toml [--out runs/] [--repeat 2]
 
 The TOML holds ``[experiment]`` (num-sites, public-prefix) and ``[run-config]`` (keys of
 simulations/nih_split/pyproject.toml). Data comes from ``$CXR_SHARED_DATA/cxr128`` (default ../shared/data):
@@ -41,10 +41,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("config", type=Path)
     parser.add_argument("--out", type=Path, default=Path("runs"))
+    parser.add_argument("--repeat", type=int, default=1, help="repetition number: runs after the first get a -r<N> suffix (new DP noise)")
     args = parser.parse_args()
     spec = tomllib.loads(args.config.read_text())
     experiment, run_config = spec.get("experiment", {}), dict(spec.get("run-config", {}))
-    name = args.config.stem
+    name = args.config.stem + (f"-r{args.repeat}" if args.repeat > 1 else "")
     data = (Path(os.environ.get("CXR_SHARED_DATA", "../shared/data")) / "cxr128").resolve()
     out = args.out.resolve()
     split = out / name / "split"

@@ -105,14 +105,17 @@ def test_generator_step_leaves_discriminator_bit_identical() -> None:
 
 
 @pytest.mark.parametrize("mode", ["bk", "hooks"])
-def test_heads_only_site_training_leaves_the_features_untouched(mode: str) -> None:
+@pytest.mark.parametrize("layers", ["heads", "heads-norms"])
+def test_partial_site_training_leaves_the_frozen_layers_untouched(mode: str, layers: str) -> None:
     _, discriminator = build_models(ARCH, seed=2)
-    features = {k: v.clone() for k, v in discriminator.features.state_dict().items()}
-    heads = {k: v.clone() for k, v in discriminator.state_dict().items() if not k.startswith("features.")}
-    settings = DiscriminatorSettings(batch_size=4, lr=1e-2, grad_sample_mode=mode, trained_layers="heads")
+    before = {k: v.clone() for k, v in discriminator.state_dict().items()}
+    settings = DiscriminatorSettings(batch_size=4, lr=1e-2, grad_sample_mode=mode, trained_layers=layers)
     trainer = DiscriminatorTrainer(discriminator, settings, dp=DPSettings(1.0, 1.0, 0.1), accountant=make_accountant())
     trainer.step(*_rows())
     finished = trainer.finish()
-    assert all(torch.equal(features[k], v) for k, v in finished.features.state_dict().items())
-    assert any(not torch.equal(heads[k], v) for k, v in finished.state_dict().items() if not k.startswith("features."))
+    norm_names = {f"features.{name}.{p}" for name, m in finished.features.named_modules() if isinstance(m, torch.nn.GroupNorm) for p in ("weight", "bias")}
+    changed = {k for k, v in finished.state_dict().items() if not torch.equal(before[k], v)}
+    heads = {k for k in before if not k.startswith("features.")}
+    expected = heads | norm_names if layers == "heads-norms" else heads
+    assert changed == expected, f"{layers}: trained {sorted(changed ^ expected)} unexpectedly (or left them)"
     assert all(p.requires_grad for p in finished.parameters()), "the returned D is a plain, fully trainable module"

@@ -46,6 +46,28 @@ def test_pretraining_moves_g_and_d_and_the_card_names_the_public_set(tmp_path: P
     assert resumed.public == server.public and resumed.start_round == 1, "a restart keeps the pretraining, does not redo it"
 
 
+def test_a_later_run_reuses_an_identical_pretraining_and_only_that(tmp_path: Path, phantom_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    config = ExperimentConfig(**SMALL, output_dir=str(tmp_path), public_data=str(phantom_dir), public_steps=3)
+    first = FederatedGanServer(config, run_name="first")
+    first._pretrain_on_public()
+    pretrained = clean_state_dict(first.g_trainer.generator)
+
+    def must_not_pretrain(*args: object, **kwargs: object) -> None:
+        raise AssertionError("an identical pretraining must be reused, not run again")
+
+    monkeypatch.setattr("server.federated_gan.pretrain_on_public", must_not_pretrain)
+    # other privacy and site settings do not change the pretraining: reused
+    second = FederatedGanServer(config.replace(target_epsilon=3.0, lr_d=1e-3, d_site_layers="heads"), run_name="second")
+    second._pretrain_on_public()
+    reused = clean_state_dict(second.g_trainer.generator)
+    assert all(torch.equal(pretrained[k], reused[k]) for k in pretrained)
+    assert second.public == first.public and second.g_trainer.updates == first.g_trainer.updates == 3
+    assert FederatedGanServer(config, run_name="second").start_round == 1, "the run's own round-0 checkpoint is written"
+    # a different public setting must pretrain again
+    with pytest.raises(AssertionError, match="must be reused"):
+        FederatedGanServer(config.replace(public_lr_d=1e-3), run_name="third")._pretrain_on_public()
+
+
 def test_public_data_and_steps_go_together() -> None:
     with pytest.raises(ConfigError, match="public-steps"):
         ExperimentConfig(public_data="/somewhere")
