@@ -28,7 +28,7 @@ class ExperimentConfig:
     """One field per Flower run-config key; defaults are the embedded phantom demo."""
 
     # run
-    num_server_rounds: int = 8
+    num_server_rounds: int = 20
     run_name: str = ""
     output_dir: str = "outputs"
     seed: int = 0
@@ -48,7 +48,7 @@ class ExperimentConfig:
     public_data: str = ""
     public_labels: str = ""
     public_name: str = ""
-    public_steps: int = 0
+    public_steps: int = 1500  # used only with public-data
     public_batch_size: int = 32
     public_lr_d: float = 2e-4
     # simulated hospitals
@@ -70,7 +70,7 @@ class ExperimentConfig:
     lr_d: float = 2e-4
     aux_weight_d: float = 1.0
     grad_sample_mode: str = "bk"
-    d_site_layers: str = "all"
+    d_site_layers: str = "auto"  # "auto": heads with public pretraining, else all
     site_budget_epsilon: float = 0.0
     ledger_dir: str = ""
     # server (generator)
@@ -93,13 +93,13 @@ class ExperimentConfig:
             raise ConfigError(f"run config holdout-fraction must be in [0, 1) (got {self.holdout_fraction})")
         if self.dp and (self.target_epsilon <= 0 or not 0 < self.target_delta < 1 or self.max_grad_norm <= 0):
             raise ConfigError("with dp=true, target-epsilon and max-grad-norm must be > 0 and target-delta in (0, 1)")
-        if self.public_steps < 0 or bool(self.public_data) != (self.public_steps > 0):
-            raise ConfigError("public pretraining needs both public-data (a folder) and public-steps > 0, or neither")
+        if self.public_steps < 0 or (self.public_data and self.public_steps == 0):
+            raise ConfigError("public-data needs public-steps > 0 (the pretraining steps on it); leave public-data empty for none")
         if self.g_batch_size < 2 or self.mode_seeking_weight < 0:
             raise ConfigError("run config g-batch-size must be at least 2 (pairs of latents per label) and mode-seeking-weight >= 0")
-        if self.d_site_layers not in TRAINED_LAYERS:
-            raise ConfigError(f"run config d-site-layers must be one of {TRAINED_LAYERS} (got {self.d_site_layers!r})")
-        if self.d_site_layers != "all" and not self.public_steps:
+        if self.d_site_layers not in ("auto", *TRAINED_LAYERS):
+            raise ConfigError(f"run config d-site-layers must be auto or one of {TRAINED_LAYERS} (got {self.d_site_layers!r})")
+        if self.site_layers != "all" and not self.pretrains_on_public:
             raise ConfigError(f"d-site-layers={self.d_site_layers!r} keeps D's features as initialised unless public pretraining trains them: set public-data and public-steps")
         if self.grad_sample_mode not in GRAD_SAMPLE_MODES:
             raise ConfigError(f"run config grad-sample-mode must be one of {GRAD_SAMPLE_MODES} (got {self.grad_sample_mode!r})")
@@ -134,7 +134,7 @@ class ExperimentConfig:
         return GanArchitecture(self.image_size, num_classes, self.latent_dim, self.g_width, self.d_width)
 
     def discriminator_settings(self) -> DiscriminatorSettings:
-        return DiscriminatorSettings(self.batch_size, self.local_steps, self.lr_d, 0.5, self.loss, self.aux_weight_d, self.grad_sample_mode, self.d_site_layers)
+        return DiscriminatorSettings(self.batch_size, self.local_steps, self.lr_d, 0.5, self.loss, self.aux_weight_d, self.grad_sample_mode, self.site_layers)
 
     def generator_settings(self) -> GeneratorSettings:
         return GeneratorSettings(self.g_batch_size, self.g_steps, self.lr_g, 0.5, self.loss, self.aux_weight_g, self.ema_decay, self.mode_seeking_weight)
@@ -148,6 +148,17 @@ class ExperimentConfig:
     @property
     def uses_phantoms(self) -> bool:
         return not self.data_dir
+
+    @property
+    def pretrains_on_public(self) -> bool:
+        return bool(self.public_data) and self.public_steps > 0
+
+    @property
+    def site_layers(self) -> str:
+        """The D layers sites train: ``d-site-layers``, where "auto" is heads after public pretraining, else all."""
+        if self.d_site_layers == "auto":
+            return "heads" if self.pretrains_on_public else "all"
+        return self.d_site_layers
 
     @property
     def site_budget(self) -> float:

@@ -185,7 +185,7 @@ class FederatedGanServer:
         """All remaining rounds, then publish; returns the published folder."""
         c = self.config
         log.info("run %s: %d rounds, dp=%s, output %s", self.run_name, c.num_server_rounds, c.dp, self.run_dir)
-        if c.public_steps and self.public is None:
+        if c.pretrains_on_public and self.public is None:
             self._pretrain_on_public()
         for round_number in range(self.start_round, c.num_server_rounds + 1):
             started = time.perf_counter()

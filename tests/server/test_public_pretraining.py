@@ -68,11 +68,16 @@ def test_a_later_run_reuses_an_identical_pretraining_and_only_that(tmp_path: Pat
         FederatedGanServer(config.replace(public_lr_d=1e-3), run_name="third")._pretrain_on_public()
 
 
-def test_public_data_and_steps_go_together() -> None:
+def test_public_pretraining_settings_and_the_auto_site_layers() -> None:
     with pytest.raises(ConfigError, match="public-steps"):
-        ExperimentConfig(public_data="/somewhere")
-    with pytest.raises(ConfigError, match="public-data"):
-        ExperimentConfig(public_steps=10)
+        ExperimentConfig(public_data="/somewhere", public_steps=0)
+    with pytest.raises(ConfigError, match="need public-data|unless public pretraining"):
+        ExperimentConfig(d_site_layers="heads")
+    without = ExperimentConfig(public_steps=10)  # steps without a public set: nothing to pretrain on
+    assert not without.pretrains_on_public and without.discriminator_settings().trained_layers == "all"
+    with_public = ExperimentConfig(public_data="/somewhere")
+    assert with_public.pretrains_on_public and with_public.discriminator_settings().trained_layers == "heads"
+    assert ExperimentConfig(public_data="/somewhere", d_site_layers="all").discriminator_settings().trained_layers == "all"
 
 
 def test_split_writes_disjoint_public_and_private_tables(tmp_path: Path, phantom_dir: Path) -> None:
