@@ -47,7 +47,8 @@ def epsilon_of(history: Iterable[HistoryEntry], *, delta: float) -> float:
     """
     steps: dict[tuple[float, float], int] = {}
     for noise, rate, count in history:
-        steps[(float(noise), float(rate))] = steps.get((float(noise), float(rate)), 0) + int(count)
+        mechanism = (float(noise), float(rate))
+        steps[mechanism] = steps.get(mechanism, 0) + int(count)
     if not steps:
         return 0.0
     return float(make_accountant((n, q, s) for (n, q), s in steps.items()).get_epsilon(delta))
