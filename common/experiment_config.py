@@ -100,7 +100,7 @@ class ExperimentConfig:
         if self.d_site_layers not in ("auto", *TRAINED_LAYERS):
             raise ConfigError(f"run config d-site-layers must be auto or one of {TRAINED_LAYERS} (got {self.d_site_layers!r})")
         if self.site_layers != "all" and not self.pretrains_on_public:
-            raise ConfigError(f"d-site-layers={self.d_site_layers!r} keeps D's features as initialised unless public pretraining trains them: set public-data and public-steps")
+            raise ConfigError(f"d-site-layers={self.d_site_layers!r} keeps D's features as initialised unless public pretraining trains them: set public-data (and public-labels), or d-site-layers='all'")
         if self.grad_sample_mode not in GRAD_SAMPLE_MODES:
             raise ConfigError(f"run config grad-sample-mode must be one of {GRAD_SAMPLE_MODES} (got {self.grad_sample_mode!r})")
         if self.device not in {"auto", "cpu", "cuda"}:
