@@ -6,6 +6,7 @@ import logging
 from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 
+from client.feature_release import run_feature_release
 from client.site_config import site_from_context
 from client.site_round import RunPrivacyState, run_site_round
 from common.experiment_config import ExperimentConfig
@@ -36,12 +37,38 @@ def _save_state(context: Context, state: RunPrivacyState) -> None:
     )
 
 
-@app.train()
-def train(msg: Message, context: Context) -> Message:
-    """One round at this site: DP discriminator update, or a refusal when the budget would be exceeded."""
+def _site_config(context: Context) -> ExperimentConfig:
     config = ExperimentConfig.from_run_config(context.run_config)
     if "device" in context.node_config:  # the site decides where its data is processed
         config = config.replace(device=str(context.node_config["device"]))
+    return config
+
+
+def _status(status: str, reason: str, site: str) -> ConfigRecord:
+    return ConfigRecord({"status": status, "reason": reason, "site": site})
+
+
+@app.query()
+def release_features(msg: Message, context: Context) -> Message:
+    """The run's one-off DP feature release (noisy class sums of embeddings), or a refusal."""
+    config = _site_config(context)
+    round_info = msg.content["round"]
+    site = site_from_context(config, context.node_config, run_dir=str(round_info["run-dir"]))
+    reply = run_feature_release(
+        config, site, space_weights=msg.content["feature-space"].to_torch_state_dict(),
+        run_id=str(round_info["run-id"]), state=_load_state(context),
+    )
+    _save_state(context, reply.state)
+    content = RecordDict({"status": _status(reply.status, reply.reason, site.name), "metrics": MetricRecord(reply.metrics)})
+    if reply.sums is not None:
+        content["feature-sums"] = ArrayRecord({"sums": reply.sums})
+    return Message(content=content, reply_to=msg)
+
+
+@app.train()
+def train(msg: Message, context: Context) -> Message:
+    """One round at this site: DP discriminator update, or a refusal when the budget would be exceeded."""
+    config = _site_config(context)
     round_info = msg.content["round"]
     site = site_from_context(config, context.node_config, run_dir=str(round_info["run-dir"]))
     weights = {name: msg.content[name].to_torch_state_dict() for name in ("generator", "discriminator")}
@@ -56,7 +83,7 @@ def train(msg: Message, context: Context) -> Message:
     _save_state(context, reply.state)
     content = RecordDict(
         {
-            "status": ConfigRecord({"status": reply.status, "reason": reply.reason, "site": site.name}),
+            "status": _status(reply.status, reply.reason, site.name),
             "metrics": MetricRecord(reply.metrics),
         }
     )

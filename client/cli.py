@@ -102,11 +102,11 @@ def budget_command(ledger: Path | None, site_name: str, as_json: bool) -> None:
         click.echo(json.dumps(summary, indent=2))
         return
     table = Table(title=f"Privacy ledger {summary['ledger']} ({summary['accountant']} accountant, delta {summary['budget']['delta']})")
-    for column in ("run", "rounds", "DP steps", "epsilon"):
-        table.add_column(column, justify="right" if column != "run" else "left")
+    for column in ("run", "rounds", "DP steps", "other releases", "epsilon"):
+        table.add_column(column, justify="left" if column in ("run", "other releases") else "right")
     for run, info in summary["runs"].items():
-        table.add_row(run, str(info["rounds"]), str(info["steps"]), f"{info['epsilon']:.3f}")
-    table.add_row("total (composed)", "", "", f"{summary['spent_epsilon']:.3f}")
+        table.add_row(run, str(info["rounds"]), str(info["steps"]), ", ".join(info["other_releases"]), f"{info['epsilon']:.3f}")
+    table.add_row("total (composed)", "", "", "", f"{summary['spent_epsilon']:.3f}")
     Console().print(table)
     click.echo(f"budget {summary['budget']['epsilon']}: spent {summary['spent_epsilon']:.3f}, remaining {summary['remaining_epsilon']:.3f}")
 

@@ -17,7 +17,7 @@ from common.devices import pick_device
 from common.discriminator_training import DPSettings, train_discriminator_round
 from common.errors import BudgetExceededError, DataError
 from common.experiment_config import ExperimentConfig
-from common.image_cache import load_site_images
+from common.image_cache import SiteImages, load_site_images
 from common.models import build_models
 from common.patient_sampler import PatientPoissonSampler
 from common.preprocess import to_model_range
@@ -59,16 +59,31 @@ class SiteReply:
     state: RunPrivacyState
 
 
-def _plan(config: ExperimentConfig, state: RunPrivacyState, run_id: str, num_patients: int) -> RunPrivacyState:
-    """The noise for the whole planned run, computed once per run (the first round the site joins)."""
+def load_site_data(config: ExperimentConfig, site: Site) -> SiteImages:
+    """The site's images (cached, preprocessed); DataError when none can be read."""
+    data = load_site_images(
+        site.records,
+        image_size=config.image_size,
+        cache_dir=config.path_or_none(config.cache_dir),
+        allow_non_chest=config.allow_non_chest,
+        show_progress=False,
+    )
+    if not data.records:
+        raise DataError(f"site {site.name}: none of its {len(site.records)} images could be read; run cxr-client check")
+    return data
+
+
+def plan(config: ExperimentConfig, state: RunPrivacyState, run_id: str, num_patients: int) -> RunPrivacyState:
+    """The DP-SGD noise for the whole planned run (composed with its other releases), once per run."""
     if state.run_id == run_id:
         return state
     sample_rate = min(1.0, config.batch_size / num_patients)
     noise = plan_noise_multiplier(
-        target_epsilon=min(config.target_epsilon, config.site_budget),
+        target_epsilon=config.run_epsilon,
         delta=config.target_delta,
         sample_rate=sample_rate,
         steps=config.total_local_steps,
+        prior=config.other_releases,
     )
     return RunPrivacyState(run_id=run_id, noise_multiplier=noise, sample_rate=sample_rate)
 
@@ -83,18 +98,10 @@ def run_site_round(
     state: RunPrivacyState,
 ) -> SiteReply:
     """Train D for ``local-steps`` on the site's data; refuse (training nothing) when over budget."""
-    data = load_site_images(
-        site.records,
-        image_size=config.image_size,
-        cache_dir=config.path_or_none(config.cache_dir),
-        allow_non_chest=config.allow_non_chest,
-        show_progress=False,
-    )
-    if not data.records:
-        raise DataError(f"site {site.name}: none of its {len(site.records)} images could be read; run cxr-client check")
+    data = load_site_data(config, site)
     patients = len(set(data.patient_ids))
     if config.dp:
-        state = _plan(config, state, run_id, patients)
+        state = plan(config, state, run_id, patients)
         ledger = SiteLedger(site.ledger_path, site.budget)
         try:
             ledger.reserve(

@@ -15,12 +15,14 @@ from pathlib import Path
 from common.conditions import ConditionSet, load_condition_set
 from common.discriminator_training import GRAD_SAMPLE_MODES, TRAINED_LAYERS, DiscriminatorSettings
 from common.errors import ConfigError
+from common.feature_matching import STATISTICS
 from common.gan_losses import check_loss
 from common.generator_training import GeneratorSettings
 from common.models import GanArchitecture
 from common.partition import PartitionSpec
 from common.phantoms import PhantomSpec
 from common.preprocess import check_image_size
+from common.privacy_accounting import HistoryEntry, plan_noise_multiplier
 
 
 @dataclass(frozen=True)
@@ -80,6 +82,11 @@ class ExperimentConfig:
     aux_weight_g: float = 0.5
     ema_decay: float = 0.999
     mode_seeking_weight: float = 1.0
+    # DP feature matching: sites release once noisy class sums of D-feature embeddings; G matches the means
+    feature_matching_weight: float = 0.0  # 0: off
+    feature_statistics: str = "mean"  # per D block: "mean" (channel means) or "mean-std" (+ spatial std)
+    feature_components: int = 0  # > 0: project onto this many principal directions of the public embeddings (with public-data)
+    feature_release_share: float = 0.5  # the release alone costs this share of target-epsilon; DP-SGD gets the rest
 
     def __post_init__(self) -> None:
         check_image_size(self.image_size)
@@ -95,6 +102,17 @@ class ExperimentConfig:
             raise ConfigError("with dp=true, target-epsilon and max-grad-norm must be > 0 and target-delta in (0, 1)")
         if self.public_steps < 0 or (self.public_data and self.public_steps == 0):
             raise ConfigError("public-data needs public-steps > 0 (the pretraining steps on it); leave public-data empty for none")
+        if self.feature_matching_weight < 0:
+            raise ConfigError("run config feature-matching-weight must be >= 0 (0 turns feature matching off)")
+        if self.feature_statistics not in STATISTICS:
+            raise ConfigError(f"run config feature-statistics must be one of {STATISTICS} (got {self.feature_statistics!r})")
+        if self.feature_components < 0:
+            raise ConfigError(f"run config feature-components must be >= 0 (got {self.feature_components}; 0 = no projection)")
+        if self.dp and self.matches_features and not 0 < self.feature_release_share < 1:
+            raise ConfigError(
+                f"run config feature-release-share must be in (0, 1) (got {self.feature_release_share}): the release alone "
+                "spends that share of target-epsilon and the DP-SGD rounds are planned for the rest"
+            )
         if self.g_batch_size < 2 or self.mode_seeking_weight < 0:
             raise ConfigError("run config g-batch-size must be at least 2 (pairs of latents per label) and mode-seeking-weight >= 0")
         if self.d_site_layers not in ("auto", *TRAINED_LAYERS):
@@ -137,7 +155,10 @@ class ExperimentConfig:
         return DiscriminatorSettings(self.batch_size, self.local_steps, self.lr_d, 0.5, self.loss, self.aux_weight_d, self.grad_sample_mode, self.site_layers)
 
     def generator_settings(self) -> GeneratorSettings:
-        return GeneratorSettings(self.g_batch_size, self.g_steps, self.lr_g, 0.5, self.loss, self.aux_weight_g, self.ema_decay, self.mode_seeking_weight)
+        return GeneratorSettings(
+            self.g_batch_size, self.g_steps, self.lr_g, 0.5, self.loss, self.aux_weight_g, self.ema_decay, self.mode_seeking_weight,
+            self.feature_matching_weight,
+        )
 
     def partition_spec(self, num_sites: int) -> PartitionSpec:
         return PartitionSpec(num_sites, self.partition, self.dirichlet_alpha, self.seed)
@@ -159,6 +180,37 @@ class ExperimentConfig:
         if self.d_site_layers == "auto":
             return "heads" if self.pretrains_on_public else "all"
         return self.d_site_layers
+
+    @property
+    def matches_features(self) -> bool:
+        return self.feature_matching_weight > 0
+
+    @property
+    def projection_components(self) -> int:
+        """Principal directions the feature space keeps: ``feature-components`` with public data, else 0 (none)."""
+        return self.feature_components if self.pretrains_on_public else 0
+
+    @property
+    def release_noise_multiplier(self) -> float:
+        """Noise of the one-off feature release (sensitivity 1); 0 without DP."""
+        if not (self.dp and self.matches_features):
+            return 0.0
+        return plan_noise_multiplier(target_epsilon=self.release_epsilon, delta=self.target_delta, sample_rate=1.0, steps=1)
+
+    @property
+    def run_epsilon(self) -> float:
+        """What a site may spend in this run: target-epsilon, capped by a simulated site's budget."""
+        return min(self.target_epsilon, self.site_budget)
+
+    @property
+    def release_epsilon(self) -> float:
+        """Epsilon of the feature release alone: ``feature-release-share`` of the run's epsilon."""
+        return self.feature_release_share * self.run_epsilon
+
+    @property
+    def other_releases(self) -> list[HistoryEntry]:
+        """The RDP entries a site spends in a run besides its DP-SGD rounds (the feature release, if any)."""
+        return [(self.release_noise_multiplier, 1.0, 1)] if self.dp and self.matches_features else []
 
     @property
     def site_budget(self) -> float:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from common.feature_matching import FeatureMatcher
 from common.gan_losses import g_loss
 from common.models import Discriminator, Generator
 
@@ -28,6 +29,7 @@ class GeneratorSettings:
     aux_weight: float = 0.5
     ema_decay: float = 0.999
     mode_seeking_weight: float = 0.0
+    feature_matching_weight: float = 0.0
 
 
 def mode_seeking_loss(images: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
@@ -58,8 +60,14 @@ class GeneratorTrainer:
             for ema_p, p in zip(self.ema.parameters(), self.generator.parameters()):
                 ema_p.lerp_(p, 1.0 - decay)
 
-    def train_against(self, discriminator: Discriminator, *, seed: int, steps: int | None = None) -> dict[str, float]:
-        """Run ``steps`` (default ``settings.steps``) G updates against a frozen D; returns mean losses."""
+    def train_against(
+        self, discriminator: Discriminator, *, seed: int, steps: int | None = None, matcher: FeatureMatcher | None = None
+    ) -> dict[str, float]:
+        """Run ``steps`` (default ``settings.steps``) G updates against a frozen D; returns mean losses.
+
+        With a ``matcher`` (the sites' released class-mean features), G also pays ``feature_matching_weight``
+        times the distance of its class-mean features to them.
+        """
         s = self.settings
         steps = s.steps if steps is None else steps
         device = next(self.generator.parameters()).device
@@ -67,7 +75,7 @@ class GeneratorTrainer:
         trainable = [p.requires_grad for p in discriminator.parameters()]
         discriminator.requires_grad_(False)
         self.generator.train()
-        totals = {"g_loss": 0.0, "g_aux_accuracy": 0.0}
+        totals = {"g_loss": 0.0, "g_aux_accuracy": 0.0, **({"g_feature_distance": 0.0} if matcher else {})}
         try:
             for _ in range(steps):
                 half = torch.randint(0, self.generator.arch.num_classes, (s.batch_size // 2,), device=device, generator=gen)
@@ -78,6 +86,10 @@ class GeneratorTrainer:
                 loss = g_loss(score, s.loss).mean() + s.aux_weight * F.cross_entropy(logits, labels)
                 if s.mode_seeking_weight:
                     loss = loss + s.mode_seeking_weight * mode_seeking_loss(images, z)
+                if matcher is not None:
+                    distance = matcher.loss(images, labels)
+                    loss = loss + s.feature_matching_weight * distance
+                    totals["g_feature_distance"] += float(distance.detach())
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 self.optimizer.step()

@@ -17,7 +17,8 @@ def privacy_statement(card: dict) -> str:
         f"of one patient changes the probability of any published output by at most a factor e^epsilon "
         f"(plus delta), with epsilon <= {worst:.3g} and delta = {delta:g} per site (accountant: "
         f"{card['privacy']['accountant']}). The generator never saw real images; it was trained only against the DP-protected "
-        "discriminator, so it inherits the guarantee by post-processing."
+        f"discriminator{' and the noisy class feature means the sites released once' if card['privacy'].get('feature_release') else ''}, "
+        "so it inherits the guarantee by post-processing."
     )
 
 
@@ -40,6 +41,7 @@ def render_model_card(card: dict) -> str:
             f"- privacy unit: {p['unit']}",
             f"- accountant: {p['accountant']}; target epsilon per site {p['target_epsilon']}, delta {p['delta']}",
             f"- clip norm (max per-patient gradient norm): {p['max_grad_norm']}",
+            *_release_lines(p.get("feature_release")),
             "",
         ]
     lines += ["## Sites", "", "| site | patients | images | rounds | DP steps | noise multiplier | sample rate | epsilon | delta |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
@@ -72,6 +74,17 @@ def render_model_card(card: dict) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _release_lines(release: dict | None) -> list[str]:
+    if not release:
+        return []
+    return [
+        f"- feature release (once per site, composed with the DP-SGD rounds in epsilon above): Gaussian mechanism on the "
+        f"per-class sums of {release['embedding_dim']}-d unit-norm D-feature embeddings, sensitivity 1 per patient, "
+        f"noise multiplier {release['noise_multiplier']:.3f} (epsilon {release['epsilon_of_release_alone']} alone), "
+        f"{release['sites']} site(s); G matches the class means of: {', '.join(release['matched_classes']) or 'none'}",
+    ]
 
 
 def _public_lines(public: dict | None) -> list[str]:

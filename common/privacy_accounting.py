@@ -9,7 +9,6 @@ import warnings
 from collections.abc import Iterable
 
 from opacus.accountants import RDPAccountant
-from opacus.accountants.utils import get_noise_multiplier
 
 from common.errors import ConfigError
 
@@ -17,19 +16,40 @@ ACCOUNTANT = "rdp"
 # For few steps the best RDP order is the largest default one: the bound is still valid, only less tight.
 warnings.filterwarnings("ignore", message="Optimal order is the largest alpha")
 HistoryEntry = tuple[float, float, int]  # (noise multiplier, sample rate, steps)
+EPSILON_TOLERANCE = 0.01  # as Opacus' get_noise_multiplier
 
 
-def plan_noise_multiplier(*, target_epsilon: float, delta: float, sample_rate: float, steps: int) -> float:
-    """Noise multiplier for which ``steps`` DP steps at ``sample_rate`` spend at most ``target_epsilon``."""
+def plan_noise_multiplier(
+    *, target_epsilon: float, delta: float, sample_rate: float, steps: int, prior: Iterable[HistoryEntry] = ()
+) -> float:
+    """Noise multiplier for which ``prior`` + ``steps`` DP steps at ``sample_rate`` spend at most ``target_epsilon``.
+
+    Opacus' own search (``get_noise_multiplier``: double, then bisect to within 0.01 epsilon below the target),
+    composed with the ``prior`` mechanisms the same run also spends (e.g. a one-off feature release).
+    """
     if target_epsilon <= 0 or not 0 < delta < 1:
         raise ConfigError(f"target epsilon must be > 0 and delta in (0, 1); got {target_epsilon}, {delta}")
     if steps <= 0:
         raise ConfigError(f"a DP run needs at least one step, got {steps}")
-    return float(
-        get_noise_multiplier(
-            target_epsilon=target_epsilon, target_delta=delta, sample_rate=sample_rate, steps=steps, accountant=ACCOUNTANT
-        )
-    )
+    prior = list(prior)
+    if prior and epsilon_of(prior, delta=delta) >= target_epsilon:
+        raise ConfigError(f"the run's other releases alone spend epsilon {epsilon_of(prior, delta=delta):.3f}, not below the target {target_epsilon}")
+
+    def spent(noise: float) -> float:
+        return epsilon_of([*prior, (noise, sample_rate, steps)], delta=delta)
+
+    low, high, eps_high = 0.0, 10.0, spent(10.0)
+    while eps_high > target_epsilon:
+        low, high = high, 2 * high
+        eps_high = spent(high)
+    while target_epsilon - eps_high > EPSILON_TOLERANCE:
+        middle = (low + high) / 2
+        eps = spent(middle)
+        if eps < target_epsilon:
+            high, eps_high = middle, eps
+        else:
+            low = middle
+    return high
 
 
 def make_accountant(history: Iterable[HistoryEntry] = ()) -> RDPAccountant:

@@ -19,11 +19,13 @@ from common.errors import BudgetExceededError, DataError
 from common.privacy_accounting import ACCOUNTANT, epsilon_of
 
 LEDGER_FORMAT = 1
+#: Ledger name of a DP-SGD round (the one-off feature release is ``common.feature_matching.FEATURE_RELEASE``).
+DP_SGD = "dp-sgd"
 
 
 @dataclass(frozen=True)
 class LedgerEntry:
-    """One DP round: which run and round, its mechanism parameters, and the total epsilon after it."""
+    """One DP release: which run and round, its mechanism and parameters, and the total epsilon after it."""
 
     run_id: str
     round: int
@@ -32,6 +34,7 @@ class LedgerEntry:
     steps: int
     epsilon_after: float
     time: float
+    mechanism: str = DP_SGD
 
 
 @dataclass(frozen=True)
@@ -84,6 +87,10 @@ class SiteLedger:
                 "the site's past spend would be forgotten"
             ) from None
 
+    def released(self, run_id: str, mechanism: str) -> bool:
+        """Whether the ledger records a ``mechanism`` release for ``run_id``."""
+        return any(e.run_id == run_id and e.mechanism == mechanism for e in self.entries())
+
     def history(self) -> list[tuple[float, float, int]]:
         return [(e.noise_multiplier, e.sample_rate, e.steps) for e in self.entries()]
 
@@ -95,8 +102,10 @@ class SiteLedger:
         """Total epsilon the site would have spent after one more round with these parameters."""
         return epsilon_of(self.history() + [(noise_multiplier, sample_rate, steps)], delta=self.budget.delta)
 
-    def reserve(self, *, run_id: str, round_number: int, noise_multiplier: float, sample_rate: float, steps: int) -> float:
-        """Record a round before it runs; raises BudgetExceededError (recording nothing) if it would not fit."""
+    def reserve(
+        self, *, run_id: str, round_number: int, noise_multiplier: float, sample_rate: float, steps: int, mechanism: str = DP_SGD
+    ) -> float:
+        """Record a release before it runs; raises BudgetExceededError (recording nothing) if it would not fit."""
         with self._locked():
             after = self.epsilon_if(noise_multiplier=noise_multiplier, sample_rate=sample_rate, steps=steps)
             if after > self.budget.epsilon:
@@ -105,7 +114,7 @@ class SiteLedger:
                     f"over its budget {self.budget.epsilon} (delta {self.budget.delta}, {ACCOUNTANT} accountant; spent "
                     f"{self.spent():.3f}); the site refuses it. Raise --budget-epsilon only if the site's policy allows"
                 )
-            entry = LedgerEntry(run_id, round_number, noise_multiplier, sample_rate, steps, after, time.time())
+            entry = LedgerEntry(run_id, round_number, noise_multiplier, sample_rate, steps, after, time.time(), mechanism)
             entries = self.entries() + [entry]
             write_json_atomic(
                 self.path,
@@ -119,10 +128,10 @@ class SiteLedger:
             return after
 
     def summary(self) -> dict:
-        """Spent and remaining epsilon, in total and per run."""
-        runs: dict[str, list[tuple[float, float, int]]] = {}
+        """Spent and remaining epsilon, in total and per run (DP-SGD rounds and steps, other releases)."""
+        runs: dict[str, list[LedgerEntry]] = {}
         for e in self.entries():
-            runs.setdefault(e.run_id, []).append((e.noise_multiplier, e.sample_rate, e.steps))
+            runs.setdefault(e.run_id, []).append(e)
         spent = self.spent()
         return {
             "ledger": str(self.path),
@@ -130,8 +139,15 @@ class SiteLedger:
             "budget": asdict(self.budget),
             "spent_epsilon": spent,
             "remaining_epsilon": max(0.0, self.budget.epsilon - spent),
-            "runs": {
-                run: {"rounds": len(h), "steps": sum(s for _, _, s in h), "epsilon": epsilon_of(h, delta=self.budget.delta)}
-                for run, h in runs.items()
-            },
+            "runs": {run: _run_summary(entries, self.budget.delta) for run, entries in runs.items()},
         }
+
+
+def _run_summary(entries: list[LedgerEntry], delta: float) -> dict:
+    rounds = [e for e in entries if e.mechanism == DP_SGD]
+    return {
+        "rounds": len(rounds),
+        "steps": sum(e.steps for e in rounds),
+        "other_releases": sorted(e.mechanism for e in entries if e.mechanism != DP_SGD),
+        "epsilon": epsilon_of([(e.noise_multiplier, e.sample_rate, e.steps) for e in entries], delta=delta),
+    }

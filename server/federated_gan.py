@@ -1,6 +1,8 @@
 """The server's side of a run: broadcast G and D, aggregate the sites' DP discriminators, train G, publish.
 
-Every round: send G and D to every connected site -> each site trains D with DP-SGD (or refuses, over budget)
+With feature matching on, the run starts with one query: every site releases its noisy class sums of
+D-feature embeddings once (``client.feature_release``), and the server turns their total into class-mean
+targets that G matches in every later G step. Every round: send G and D to every connected site -> each site trains D with DP-SGD (or refuses, over budget)
 -> average the returned D weights, weighted by the sites' patient counts -> train G against that D ->
 log one line, append to ``metrics.csv``, checkpoint. After the last round the generator (EMA weights) is
 published with its model card.
@@ -23,11 +25,13 @@ from common.atomic import atomic_path
 from common.devices import pick_device
 from common.errors import CxrError
 from common.experiment_config import ExperimentConfig
+from common.feature_matching import MIN_CLASS_PATIENTS, FeatureMatcher, embed, embed_in_batches, principal_components
 from common.generator_training import GeneratorTrainer
 from common.models import build_models
+from common.preprocess import to_model_range
 from common.privacy_accounting import ACCOUNTANT
 from server.checkpoint import Checkpoint, load_checkpoint, module_state, restore_optimizer, save_checkpoint
-from server.public_pretraining import pretrain_on_public, pretraining_key
+from server.public_pretraining import load_public_images, pretrain_on_public, pretraining_key
 
 log = logging.getLogger("cxr_fedsynth.server")
 #: Run-config keys that hold local paths: never written into a public model card.
@@ -75,6 +79,8 @@ class FederatedGanServer:
         self.metric_rows: list[dict] = []
         self.start_round = 1
         self.public: dict | None = None
+        self.matcher: FeatureMatcher | None = None
+        self.feature_release: dict | None = None
         self._resume()
 
     # ------------------------------------------------------------------ state
@@ -87,6 +93,10 @@ class FederatedGanServer:
         self.metric_rows = list(checkpoint.progress["metrics"])
         self.start_round = checkpoint.round + 1
         self.public = checkpoint.progress.get("public_pretraining")
+        self.feature_release = checkpoint.progress.get("feature_release")
+        if self.feature_release is not None:
+            self.matcher = self._new_matcher()
+            self.matcher.load_state_dict(module_state(checkpoint.tensors, "feature_matcher"))
         log.info("resuming run %s after round %d from %s", self.run_name, checkpoint.round, self.run_dir / "checkpoint")
 
     def _load_weights(self, checkpoint: Checkpoint) -> None:
@@ -97,7 +107,21 @@ class FederatedGanServer:
         self.g_trainer.updates = int(checkpoint.progress.get("g_updates", 0))
 
     def _modules(self) -> dict[str, torch.nn.Module]:
-        return {"generator": self.g_trainer.generator, "ema": self.g_trainer.ema, "discriminator": self.discriminator}
+        modules = {"generator": self.g_trainer.generator, "ema": self.g_trainer.ema, "discriminator": self.discriminator}
+        return modules | ({"feature_matcher": self.matcher} if self.matcher is not None else {})
+
+    def _new_matcher(self) -> FeatureMatcher:
+        c = self.config
+        return FeatureMatcher(self.discriminator.features, len(self.conditions), c.feature_statistics, c.projection_components).to(self.device)
+
+    def _feature_space(self) -> FeatureMatcher:
+        """The release's feature space: D's features now, projected onto the public set's principal directions."""
+        matcher = self._new_matcher()
+        if self.config.projection_components:
+            images = to_model_range(load_public_images(self.config).images)
+            embeddings = embed_in_batches(lambda x: embed(matcher.features, x, matcher.statistics), images, device=self.device)
+            matcher.set_space(*(t.to(self.device) for t in principal_components(embeddings, self.config.projection_components)))
+        return matcher
 
     def _pretrain_on_public(self) -> None:
         """Pretrain on the public set, or reuse the stored weights of an identical earlier pretraining."""
@@ -125,6 +149,7 @@ class FederatedGanServer:
                 "sites": {name: vars(stats) for name, stats in self.sites.items()},
                 "metrics": self.metric_rows,
                 "public_pretraining": self.public,
+                "feature_release": self.feature_release,
             },
         )
 
@@ -138,6 +163,49 @@ class FederatedGanServer:
                 "round": ConfigRecord({"run-id": self.run_name, "round": round_number, "run-dir": str(self.run_dir)}),
             }
         )
+
+    def release_content(self, space: FeatureMatcher) -> RecordDict:
+        """What every site receives for the feature release: the feature space (so sites embed as G will be
+        judged) and the run's ids."""
+        return RecordDict(
+            {
+                "feature-space": ArrayRecord(clean_state_dict(space)),
+                "round": ConfigRecord({"run-id": self.run_name, "round": 0, "run-dir": str(self.run_dir)}),
+            }
+        )
+
+    def absorb_release(self, space: FeatureMatcher, replies: list[Message]) -> None:
+        """Sum the sites' released tables into the class-mean targets G will match in ``space``."""
+        tables = []
+        for reply in replies:
+            if reply.has_error():
+                log.warning("feature release: a site failed: %s", reply.error.reason)
+                continue
+            status, metrics = reply.content["status"], reply.content["metrics"]
+            stats = self.sites.setdefault(str(status["site"]), SiteStats(name=str(status["site"])))
+            if status["status"] != "ok":
+                log.warning("feature release: site %s refused: %s", stats.name, status["reason"])
+                continue
+            tables.append(reply.content["feature-sums"].to_torch_state_dict()["sums"].to(self.device))
+            stats.epsilon = float(metrics["epsilon"])
+        if len(tables) < self.config.min_sites:
+            raise CxrError(f"feature release: {len(tables)} site(s) released, min-sites is {self.config.min_sites}; see the sites' logs")
+        space.set_targets(torch.stack(tables).sum(dim=0))
+        self.matcher = space
+        patients = dict(zip(self.conditions.names, (round(float(n), 1) for n in self.matcher.patients)))
+        matched = [name for name, ok in zip(self.conditions.names, self.matcher.matched_classes.tolist()) if ok]
+        self.feature_release = {
+            "sites": len(tables),
+            "noise_multiplier": self.config.release_noise_multiplier if self.config.dp else None,
+            "epsilon_of_release_alone": self.config.release_epsilon if self.config.dp else None,
+            "embedding_dim": int(self.matcher.targets.shape[1]),
+            "statistics": self.config.feature_statistics,
+            "public_principal_components": self.config.projection_components or None,
+            "noisy_patients_per_class": patients,
+            "matched_classes": matched,
+        }
+        log.info("feature release: %d site(s); noisy patients per class %s; matching %s (classes under %.0f patients are not matched)",
+                 len(tables), patients, matched, MIN_CLASS_PATIENTS)
 
     def absorb_replies(self, round_number: int, replies: list[Message], num_sent: int) -> dict:
         """Aggregate successful replies into D, update per-site stats; returns the round's site metrics."""
@@ -181,17 +249,30 @@ class FederatedGanServer:
                 return nodes
             time.sleep(1.0)
 
+    def _nodes(self, grid: Grid) -> list[int]:
+        nodes = self._wait_for_sites(grid)
+        if len(nodes) < self.config.min_sites:
+            raise CxrError(f"only {len(nodes)} site(s) connected, min-sites is {self.config.min_sites}; start more SuperNodes")
+        return nodes
+
+    def _release_features(self, grid: Grid) -> None:
+        space = self._feature_space()
+        content = self.release_content(space)
+        messages = [Message(content=content, message_type=MessageType.QUERY, dst_node_id=node) for node in self._nodes(grid)]
+        self.absorb_release(space, list(grid.send_and_receive(messages, timeout=self.config.round_timeout)))
+        self._checkpoint(self.start_round - 1)
+
     def run(self, grid: Grid) -> Path:
         """All remaining rounds, then publish; returns the published folder."""
         c = self.config
         log.info("run %s: %d rounds, dp=%s, output %s", self.run_name, c.num_server_rounds, c.dp, self.run_dir)
         if c.pretrains_on_public and self.public is None:
             self._pretrain_on_public()
+        if c.matches_features and self.matcher is None:
+            self._release_features(grid)
         for round_number in range(self.start_round, c.num_server_rounds + 1):
             started = time.perf_counter()
-            nodes = self._wait_for_sites(grid)
-            if len(nodes) < c.min_sites:
-                raise CxrError(f"only {len(nodes)} site(s) connected, min-sites is {c.min_sites}; start more SuperNodes")
+            nodes = self._nodes(grid)
             content = self.round_content(round_number)
             messages = [Message(content=content, message_type=MessageType.TRAIN, dst_node_id=node) for node in nodes]
             replies = list(grid.send_and_receive(messages, timeout=c.round_timeout))
@@ -200,7 +281,7 @@ class FederatedGanServer:
                 log.warning("round %d: %d site(s) trained, fewer than min-sites=%d; stopping", round_number, row["sites_ok"], c.min_sites)
                 self.metric_rows.append({**row, "time_s": time.perf_counter() - started})
                 break
-            row.update(self.g_trainer.train_against(self.discriminator, seed=c.seed * 100_003 + round_number))
+            row.update(self.g_trainer.train_against(self.discriminator, seed=c.seed * 100_003 + round_number, matcher=self.matcher))
             row["time_s"] = round(time.perf_counter() - started, 3)
             row.update({f"epsilon_{name}": stats.epsilon for name, stats in sorted(self.sites.items())})
             self.metric_rows.append(row)
@@ -246,6 +327,7 @@ class FederatedGanServer:
                 "target_epsilon": c.target_epsilon if c.dp else None,
                 "delta": c.target_delta if c.dp else None,
                 "max_grad_norm": c.max_grad_norm if c.dp else None,
+                "feature_release": self.feature_release,
             },
             "sites": [
                 {**{k: v for k, v in vars(s).items() if k != "refused"}, "epsilon": s.epsilon if c.dp else None}

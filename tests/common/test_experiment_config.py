@@ -29,6 +29,8 @@ def test_unknown_key_and_wrong_type_are_refused() -> None:
         ExperimentConfig.from_run_config({"image-size": 100})
     with pytest.raises(ConfigError, match="loss 'wgan' is unknown"):
         ExperimentConfig.from_run_config({"loss": "wgan"})
+    with pytest.raises(ConfigError, match=r"feature-release-share must be in \(0, 1\)"):
+        ExperimentConfig.from_run_config({"feature-matching-weight": 1.0, "feature-release-share": 1.0})
 
 
 def test_values_are_coerced_to_field_types() -> None:

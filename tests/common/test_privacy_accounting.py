@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from common.errors import BudgetExceededError, DataError
+from common.errors import BudgetExceededError, ConfigError, DataError
 from common.privacy_accounting import epsilon_of, make_accountant, plan_noise_multiplier
 from common.site_ledger import Budget, SiteLedger
 
@@ -31,6 +31,20 @@ def test_planned_noise_meets_the_target(target: float) -> None:
     noise = plan_noise_multiplier(target_epsilon=target, delta=1e-5, sample_rate=0.05, steps=400)
     spent = epsilon_of([(noise, 0.05, 400)], delta=1e-5)
     assert target * 0.97 <= spent <= target
+
+
+@pytest.mark.parametrize("target", [1.0, 10.0])
+def test_noise_planned_after_a_prior_release_composes_to_the_target(target: float) -> None:
+    release = plan_noise_multiplier(target_epsilon=target / 2, delta=1e-5, sample_rate=1.0, steps=1)
+    alone = plan_noise_multiplier(target_epsilon=target, delta=1e-5, sample_rate=0.05, steps=400)
+    noise = plan_noise_multiplier(target_epsilon=target, delta=1e-5, sample_rate=0.05, steps=400, prior=[(release, 1.0, 1)])
+    spent = epsilon_of([(release, 1.0, 1), (noise, 0.05, 400)], delta=1e-5)
+    assert target * 0.97 <= spent <= target and noise > alone
+
+
+def test_a_prior_release_that_alone_spends_the_target_is_refused() -> None:
+    with pytest.raises(ConfigError, match="alone spend epsilon"):
+        plan_noise_multiplier(target_epsilon=1.0, delta=1e-5, sample_rate=0.05, steps=10, prior=[(0.5, 1.0, 1)])
 
 
 def test_ledger_survives_a_restart_and_refuses_over_budget(tmp_path: Path) -> None:

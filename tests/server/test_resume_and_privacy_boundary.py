@@ -32,6 +32,22 @@ def test_restarted_server_resumes_after_the_last_checkpoint(tmp_path: Path) -> N
     assert fresh.start_round == 1
 
 
+def test_released_feature_targets_survive_a_restart(tmp_path: Path) -> None:
+    config = CONFIG.replace(output_dir=str(tmp_path), feature_matching_weight=1.0)
+    first = FederatedGanServer(config, run_name="resume")
+    first.matcher = first._new_matcher()
+    table = torch.randn(4, first.matcher.targets.shape[1] + 1)
+    table[:, -1] = 20.0
+    first.matcher.set_targets(table)
+    first.feature_release = {"sites": 1}
+    first.discriminator.features[0].weight.data.add_(1.0)  # D moves on after the release; the matcher keeps its copy
+    first._checkpoint(1)
+    second = FederatedGanServer(config, run_name="resume")
+    assert second.feature_release == {"sites": 1} and second.matcher is not None
+    assert torch.equal(second.matcher.targets, first.matcher.targets) and torch.equal(second.matcher.patients, first.matcher.patients)
+    assert not torch.equal(second.matcher.features[0].weight, second.discriminator.features[0].weight)
+
+
 def test_reply_holds_only_dp_weights_and_aggregate_metrics(tmp_path: Path) -> None:
     per_site, _ = split_records(CONFIG, read_run_dataset(CONFIG).records, 2)
     site = Site("s", per_site[0], tmp_path / "ledger.json", Budget(10.0, 1e-5))

@@ -19,7 +19,8 @@ def test_flwr_run_two_rounds_two_sites_publishes_a_private_generator(tmp_path: P
     out = tmp_path / "outputs"
     run_config = (
         f"num-server-rounds=2 output-dir='{out}' run-name='e2e' image-size=32 phantom-patients=40 "
-        f"local-steps=2 g-steps=2 batch-size=4 g-batch-size=8 g-width=8 d-width=8 latent-dim=16 cache-dir='{tmp_path / 'cache'}'"
+        f"local-steps=2 g-steps=2 batch-size=4 g-batch-size=8 g-width=8 d-width=8 latent-dim=16 cache-dir='{tmp_path / 'cache'}' "
+        "feature-matching-weight=10.0 feature-release-share=0.25"
     )
     with simulation_superlink(tmp_path / "flwr-home") as superlink:
         result = superlink.flwr(
@@ -37,7 +38,10 @@ def test_flwr_run_two_rounds_two_sites_publishes_a_private_generator(tmp_path: P
     metrics = pd.read_csv(run_dir / "metrics.csv")
     assert metrics["round"].tolist() == [1, 2] and (metrics["sites_ok"] == 2).all()
     ledger = json.loads((run_dir / "ledgers" / "sim-site-0.json").read_text())
-    assert [e["round"] for e in ledger["entries"]] == [1, 2]
+    assert [(e["round"], e["mechanism"]) for e in ledger["entries"]] == [(0, "gaussian-class-feature-sums"), (1, "dp-sgd"), (2, "dp-sgd")]
+    release = card["privacy"]["feature_release"]
+    assert release["sites"] == 2 and release["epsilon_of_release_alone"] == 2.5 and release["noise_multiplier"] > 0
+    assert "g_feature_distance" in metrics.columns
     assert ledger["entries"][-1]["epsilon_after"] == pytest.approx(next(s["epsilon"] for s in card["sites"] if s["name"] == "sim-site-0"))
     generator = load_generator(run_dir)
     assert sample(generator, "COVID-19", 2, seed=0).shape == (2, 1, 32, 32)

@@ -1,0 +1,150 @@
+"""DP feature matching (DP-MEPF, Harder et al. 2023): one noisy release of class-mean embeddings per site.
+
+A site embeds its images with D's convolutional features (pretrained on public data, so the embedding costs no
+privacy), sums them per class with per-patient weights, and releases the sums once with Gaussian noise. The
+server adds up the sites' sums and trains G to make the mean embedding of each class of its samples match.
+
+Sensitivity: every image's embedding is clipped to norm at most 1 (the embeddings are unit-norm already), its
+row is ``[embedding, 1] / sqrt(2)`` (norm at most 1) and a patient's m images each weigh 1/m, so adding or
+removing one patient moves the [classes x (dim + 1)] table by at most 1 in L2 norm, whatever the classes of its
+images. The release is the Gaussian mechanism at that sensitivity: in the RDP accountant it
+is one step at sample rate 1 with the release's noise multiplier, composed with the site's DP-SGD rounds.
+"""
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+#: Ledger name of the release (the DP-SGD rounds are ``common.site_ledger.DP_SGD``).
+FEATURE_RELEASE = "gaussian-class-feature-sums"
+#: Per block of D's features: channel means ("mean"), or channel means and spatial standard deviations
+#: ("mean-std": twice the dimensions, so twice the noise energy, for texture statistics that carry little
+#: class signal; docs/results.md).
+STATISTICS = ("mean", "mean-std")
+#: A class whose (noisy) patient count across the sites is below this gets no target: its mean is mostly noise.
+MIN_CLASS_PATIENTS = 10.0
+
+
+def embed(features: nn.Sequential, images: torch.Tensor, statistics: str = "mean") -> torch.Tensor:
+    """Unit-norm embedding [B, dim]: per block of ``features``, the ``statistics`` of its channels, block-normalised.
+
+    Every block's vector has norm 1 / sqrt(blocks), so the concatenation has norm 1 exactly.
+    """
+    blocks = []
+    h = images
+    for layer in features:
+        h = layer(h)
+        if isinstance(layer, nn.LeakyReLU):
+            flat = h.flatten(2)  # [B, C, H*W]
+            moments = [flat.mean(dim=2), flat.std(dim=2)] if statistics == "mean-std" else [flat.mean(dim=2)]
+            blocks.append(F.normalize(torch.cat(moments, dim=1), dim=1))
+    return torch.cat(blocks, dim=1) / math.sqrt(len(blocks))
+
+
+def embedding_dim(features: nn.Sequential, statistics: str = "mean") -> int:
+    """Length of :func:`embed`'s vectors for these features."""
+    channels = [layer.out_channels for layer in features if isinstance(layer, nn.Conv2d)]
+    return (2 if statistics == "mean-std" else 1) * sum(channels)
+
+
+def embed_in_batches(embedder: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor, *, device: torch.device, batch: int = 256) -> torch.Tensor:
+    """``embedder`` over ``images`` (on CPU) in batches on ``device``, without gradients; the result is on CPU."""
+    with torch.no_grad():
+        return torch.cat([embedder(images[i : i + batch].to(device)).cpu() for i in range(0, len(images), batch)])
+
+
+def patient_class_sums(embeddings: torch.Tensor, labels: torch.Tensor, patient_ids: list[str], num_classes: int) -> torch.Tensor:
+    """[classes, dim + 1] sums of ``[embedding, 1] / sqrt(2)`` rows, each patient's images weighing 1 / its count.
+
+    Embeddings are clipped to norm 1 first, so the sensitivity bound holds whatever embedding is passed in.
+    """
+    embeddings = embeddings * embeddings.norm(dim=1, keepdim=True).clamp_min(1.0).reciprocal()
+    _, patient_index = np.unique(np.asarray(patient_ids), return_inverse=True)
+    images_per_patient = np.bincount(patient_index)
+    weights = torch.as_tensor(1.0 / images_per_patient[patient_index], dtype=embeddings.dtype, device=embeddings.device)
+    rows = torch.cat([embeddings, torch.ones_like(embeddings[:, :1])], dim=1) / math.sqrt(2.0)
+    sums = torch.zeros(num_classes, rows.shape[1], dtype=rows.dtype, device=rows.device)
+    return sums.index_add_(0, labels.long(), rows * weights[:, None])
+
+
+def add_release_noise(sums: torch.Tensor, noise_multiplier: float, *, seed: int) -> torch.Tensor:
+    """The Gaussian mechanism at sensitivity 1: ``sums`` + N(0, noise_multiplier^2) per entry."""
+    gen = torch.Generator(device=sums.device).manual_seed(seed)
+    return sums + noise_multiplier * torch.randn(sums.shape, generator=gen, device=sums.device, dtype=sums.dtype)
+
+
+def principal_components(embeddings: torch.Tensor, components: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Centre [dim] and the top ``components`` principal directions [dim, components] of (public) embeddings."""
+    center = embeddings.mean(dim=0)
+    _, _, directions = torch.linalg.svd(embeddings - center, full_matrices=False)
+    return center, directions[:components].T.contiguous()
+
+
+class FeatureMatcher(nn.Module):
+    """The feature space of a run's release, and the class-mean targets decoded from the released sums.
+
+    The space is a frozen copy of D's features at release time, the block ``statistics`` of :func:`embed` and,
+    with ``components`` > 0, a projection onto the top principal directions of the *public* embeddings (centred,
+    then normalised to unit length): the class differences live in a few directions, and the noise energy of the
+    release grows with the dimension, so the projection raises the signal-to-noise ratio (docs/results.md).
+    The server sends the whole module to the sites, so both sides embed identically.
+    """
+
+    def __init__(self, features: nn.Sequential, num_classes: int, statistics: str = "mean", components: int = 0) -> None:
+        super().__init__()
+        self.features = copy.deepcopy(features).requires_grad_(False).eval()
+        self.statistics = statistics
+        self.components = components
+        full = embedding_dim(features, statistics)
+        dim = components or full
+        self.register_buffer("center", torch.zeros(full))
+        self.register_buffer("basis", torch.zeros(full, components))
+        self.register_buffer("targets", torch.zeros(num_classes, dim))
+        self.register_buffer("patients", torch.zeros(num_classes))
+
+    def set_space(self, center: torch.Tensor, basis: torch.Tensor) -> None:
+        """The projection: ``center`` [full dim] and orthonormal ``basis`` [full dim, components]."""
+        self.center.copy_(center)
+        self.basis.copy_(basis)
+
+    def embed(self, images: torch.Tensor) -> torch.Tensor:
+        """Unit-norm (or zero) embeddings [B, dim] of images in [-1, 1]."""
+        embeddings = embed(self.features, images, self.statistics)
+        if not self.components:
+            return embeddings
+        return F.normalize((embeddings - self.center) @ self.basis, dim=1)
+
+    def set_targets(self, released_sums: torch.Tensor) -> None:
+        """Targets from the sum of the sites' released tables: class mean = feature sums / count column."""
+        counts = released_sums[:, -1]
+        self.patients.copy_(counts * math.sqrt(2.0))
+        self.targets.copy_(released_sums[:, :-1] / counts.clamp_min(1e-6)[:, None])
+
+    @property
+    def matched_classes(self) -> torch.Tensor:
+        """Classes with a target (enough patients across the sites)."""
+        return self.patients >= MIN_CLASS_PATIENTS
+
+    def loss(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Unbiased estimate of sum_c ||mean embedding of G's class-c samples - target_c||^2.
+
+        Rows i and i + B/2 share a label, so the two halves are independent same-class draws: the product
+        (m1 - t).(m2 - t) has the squared distance as its expectation, without the batch variance term that
+        would otherwise reward G for collapsing each class to one image.
+        """
+        first, second = self.embed(images).chunk(2)
+        half_labels = labels[: len(first)]
+        total = images.new_zeros(())
+        for c in half_labels.unique():
+            if not self.matched_classes[c]:
+                continue
+            rows = half_labels == c
+            target = self.targets[c]
+            total = total + ((first[rows].mean(0) - target) * (second[rows].mean(0) - target)).sum()
+        return total

@@ -1,0 +1,81 @@
+"""A site's feature release without Flower: reserved in the ledger before any image is read, one per run,
+composed with the run's DP-SGD rounds so the run still ends at (not over) the target epsilon."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from client.feature_release import run_feature_release
+from client.site_round import RunPrivacyState, Site, run_site_round
+from common.artifacts import clean_state_dict
+from common.experiment_config import ExperimentConfig
+from common.feature_matching import FEATURE_RELEASE, FeatureMatcher
+from common.models import build_models
+from common.privacy_accounting import epsilon_of
+from common.simulated_sites import read_run_dataset, split_records
+from common.site_ledger import DP_SGD, Budget, SiteLedger
+
+CONFIG = ExperimentConfig(
+    image_size=32, phantom_patients=40, num_server_rounds=2, local_steps=2, batch_size=4, g_width=8, d_width=8, latent_dim=8,
+    target_epsilon=4.0, feature_matching_weight=1.0, feature_release_share=0.25,
+)
+
+
+@pytest.fixture(scope="module")
+def site_records():
+    per_site, _ = split_records(CONFIG, read_run_dataset(CONFIG).records, 2)
+    return per_site[0]
+
+
+def _weights():
+    g, d = build_models(CONFIG.architecture(4), seed=0)
+    return {"generator": clean_state_dict(g), "discriminator": clean_state_dict(d)}
+
+
+def _space():
+    return clean_state_dict(FeatureMatcher(build_models(CONFIG.architecture(4), seed=0)[1].features, 4, CONFIG.feature_statistics))
+
+
+def test_release_then_rounds_spend_exactly_the_planned_budget(site_records, tmp_path: Path) -> None:
+    site = Site("s", site_records, tmp_path / "ledger.json", Budget(CONFIG.target_epsilon, CONFIG.target_delta))
+    release = run_feature_release(CONFIG, site, space_weights=_space(), run_id="run-a", state=RunPrivacyState())
+    noise = CONFIG.release_noise_multiplier
+    assert release.status == "ok" and release.sums.shape == (4, release.sums.shape[1]), "one table: classes x (dim + 1)"
+    assert set(release.metrics) == {"num-examples", "num-images", "epsilon", "epsilon-total", "noise-multiplier"}
+    assert release.metrics["epsilon"] == pytest.approx(epsilon_of([(noise, 1.0, 1)], delta=CONFIG.target_delta), rel=1e-12)
+    assert CONFIG.release_epsilon * 0.97 <= release.metrics["epsilon"] <= CONFIG.release_epsilon == 1.0
+    state = release.state
+    for round_number in (1, 2):
+        reply = run_site_round(CONFIG, site, global_weights=_weights(), run_id="run-a", round_number=round_number, state=state)
+        state = reply.state
+    assert CONFIG.target_epsilon * 0.97 <= reply.metrics["epsilon"] <= CONFIG.target_epsilon, "release + DP-SGD planned jointly"
+    entries = SiteLedger(site.ledger_path, site.budget).entries()
+    assert [(e.round, e.mechanism, e.sample_rate, e.steps) for e in entries] == [
+        (0, FEATURE_RELEASE, 1.0, 1), (1, DP_SGD, state.sample_rate, 2), (2, DP_SGD, state.sample_rate, 2)
+    ]
+    assert entries[-1].epsilon_after == pytest.approx(reply.metrics["epsilon"], rel=1e-12)
+    summary = SiteLedger(site.ledger_path, site.budget).summary()["runs"]["run-a"]
+    assert summary["rounds"] == 2 and summary["steps"] == 4 and summary["other_releases"] == [FEATURE_RELEASE]
+
+
+def test_second_release_of_a_run_and_a_release_over_budget_are_refused(site_records, tmp_path: Path) -> None:
+    site = Site("s", site_records, tmp_path / "ledger.json", Budget(CONFIG.target_epsilon, CONFIG.target_delta))
+    first = run_feature_release(CONFIG, site, space_weights=_space(), run_id="run-a", state=RunPrivacyState())
+    again = run_feature_release(CONFIG, site, space_weights=_space(), run_id="run-a", state=first.state)
+    assert first.status == "ok" and again.status == "refused" and again.sums is None and "one per run" in again.reason
+    assert len(SiteLedger(site.ledger_path, site.budget).entries()) == 1
+    poor = Site("p", site_records, tmp_path / "poor.json", Budget(0.5, CONFIG.target_delta))
+    refused = run_feature_release(CONFIG, poor, space_weights=_space(), run_id="run-a", state=RunPrivacyState())
+    assert refused.status == "refused" and refused.sums is None and "budget" in refused.reason
+    assert SiteLedger(poor.ledger_path, poor.budget).entries() == []
+
+
+def test_release_without_dp_is_exact_and_flagged_not_private(site_records, tmp_path: Path) -> None:
+    config = CONFIG.replace(dp=False)
+    site = Site("s", site_records, tmp_path / "ledger.json", Budget(CONFIG.target_epsilon, CONFIG.target_delta))
+    reply = run_feature_release(config, site, space_weights=_space(), run_id="r", state=RunPrivacyState())
+    patients = len({r.patient_id for r in site_records})
+    assert reply.sums[:, -1].sum().item() * 2**0.5 == pytest.approx(patients, rel=1e-5), "count column = patients"
+    assert "NOT PRIVATE" in reply.reason and reply.metrics["epsilon"] == float("inf")
+    assert not site.ledger_path.exists()

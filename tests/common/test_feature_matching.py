@@ -1,0 +1,124 @@
+"""DP feature matching: one patient moves the released table by at most 1 (the sensitivity the noise is set
+for), the server decodes the class means exactly, the noise has the planned scale, and G trained with the
+matching term moves its class means towards the targets without collapsing a class onto one image."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from common.feature_matching import (
+    MIN_CLASS_PATIENTS, FeatureMatcher, add_release_noise, embed, embedding_dim, patient_class_sums, principal_components,
+)
+from common.generator_training import GeneratorSettings, GeneratorTrainer
+from common.models import GanArchitecture, build_models
+
+ARCH = GanArchitecture(image_size=32, num_classes=3, latent_dim=8, g_width=8, d_width=8)
+
+
+def _unit_rows(n: int, dim: int, seed: int) -> torch.Tensor:
+    return F.normalize(torch.randn(n, dim, generator=torch.Generator().manual_seed(seed)), dim=1)
+
+
+@pytest.mark.parametrize(("statistics", "dim"), [("mean", 8 + 16 + 32), ("mean-std", 2 * (8 + 16 + 32))])
+def test_embedding_is_unit_norm_with_the_documented_length(statistics: str, dim: int) -> None:
+    _, discriminator = build_models(ARCH, seed=0)
+    images = torch.rand(5, 1, 32, 32) * 2 - 1
+    emb = embed(discriminator.features, images, statistics)
+    assert emb.shape == (5, dim) == (5, embedding_dim(discriminator.features, statistics))
+    assert torch.allclose(emb.norm(dim=1), torch.ones(5), atol=1e-5)
+
+
+@pytest.mark.parametrize("removed", ["p0", "p1", "p2"])
+def test_removing_one_patient_moves_the_table_by_at_most_one(removed: str) -> None:
+    # p0: one image; p1: three images of three classes; p2: two images of one class
+    patients = ["p0", "p1", "p1", "p1", "p2", "p2", "p3", "p4"]
+    labels = torch.tensor([0, 0, 1, 2, 1, 1, 2, 0])
+    emb = _unit_rows(len(patients), 6, seed=1)
+    full = patient_class_sums(emb, labels, patients, 3)
+    keep = [i for i, p in enumerate(patients) if p != removed]
+    without = patient_class_sums(emb[keep], labels[keep], [patients[i] for i in keep], 3)
+    change = (full - without).norm()
+    assert change <= 1.0 + 1e-6
+    if removed == "p0":  # one image: the bound is reached, so noise calibrated to 1 is not loose
+        assert change == pytest.approx(1.0, abs=1e-6)
+
+
+def test_an_over_long_embedding_is_clipped_to_the_sensitivity_bound() -> None:
+    emb = torch.tensor([[3.0, 4.0]])  # norm 5
+    sums = patient_class_sums(emb, torch.tensor([0]), ["p"], 2)
+    assert sums.norm().item() == pytest.approx(1.0, abs=1e-6)
+
+
+def test_public_projection_gives_unit_norm_embeddings_in_the_principal_directions() -> None:
+    _, discriminator = build_models(ARCH, seed=0)
+    public = torch.rand(40, 1, 32, 32) * 2 - 1
+    center, basis = principal_components(embed(discriminator.features, public), 5)
+    assert basis.shape == (embedding_dim(discriminator.features), 5)
+    assert torch.allclose(basis.T @ basis, torch.eye(5), atol=1e-5), "orthonormal directions"
+    matcher = FeatureMatcher(discriminator.features, 3, components=5)
+    matcher.set_space(center, basis)
+    projected = matcher.embed(torch.rand(6, 1, 32, 32) * 2 - 1)
+    assert projected.shape == (6, 5) and torch.allclose(projected.norm(dim=1), torch.ones(6), atol=1e-5)
+    assert matcher.targets.shape == (3, 5)
+
+
+def test_server_decodes_patient_weighted_class_means_and_counts() -> None:
+    patients = ["a", "a", "b", "c", "d"]
+    labels = torch.tensor([1, 1, 1, 0, 1])
+    emb = _unit_rows(5, embedding_dim(build_models(ARCH, seed=0)[1].features), seed=2)
+    site_one = patient_class_sums(emb[:3], labels[:3], patients[:3], 3)
+    site_two = patient_class_sums(emb[3:], labels[3:], patients[3:], 3)
+    matcher = FeatureMatcher(build_models(ARCH, seed=0)[1].features, 3)
+    matcher.set_targets(site_one + site_two)
+    expected_class_1 = (0.5 * emb[0] + 0.5 * emb[1] + emb[2] + emb[4]) / 3.0  # patient a's two images weigh 1/2 each
+    assert torch.allclose(matcher.targets[1], expected_class_1, atol=1e-6)
+    assert torch.allclose(matcher.targets[0], emb[3], atol=1e-6)
+    assert matcher.patients.tolist() == pytest.approx([1.0, 3.0, 0.0])
+    assert not matcher.matched_classes.any(), f"fewer than {MIN_CLASS_PATIENTS} patients: no class is matched"
+
+
+def test_release_noise_has_the_planned_scale_and_fresh_draws() -> None:
+    table = torch.zeros(8, 5000)
+    noisy = add_release_noise(table, 2.5, seed=11)
+    assert noisy.std().item() == pytest.approx(2.5, rel=0.02) and abs(noisy.mean().item()) < 0.02
+    assert not torch.equal(noisy, add_release_noise(table, 2.5, seed=12))
+
+
+def test_unmatched_classes_add_nothing_to_the_loss() -> None:
+    generator, discriminator = build_models(ARCH, seed=0)
+    matcher = FeatureMatcher(discriminator.features, 3)
+    targets = torch.zeros(3, matcher.targets.shape[1] + 1)
+    targets[:, -1] = torch.tensor([50.0, 50.0, 1.0]) / math.sqrt(2)  # class 2: one patient, no target
+    matcher.set_targets(targets)
+    labels = torch.tensor([2, 2, 2, 2]).repeat(2)
+    assert matcher.loss(generator(torch.randn(8, 8), labels), labels).item() == 0.0
+
+
+def test_generator_moves_its_class_means_towards_the_targets_and_keeps_diversity() -> None:
+    generator, discriminator = build_models(ARCH, seed=0)
+    matcher = FeatureMatcher(discriminator.features, 3)
+    with torch.no_grad():  # targets: the class means of bright-striped "real" images, far from G's start
+        real = -torch.ones(60, 1, 32, 32)
+        real[:, :, ::4] = 1.0
+        real += 0.3 * torch.randn(real.shape, generator=torch.Generator().manual_seed(3))
+        labels = torch.arange(60) % 3
+        matcher.set_targets(patient_class_sums(embed(matcher.features, real), labels, [str(i) for i in range(60)], 3))
+
+    def distance() -> float:
+        z = torch.randn(300, ARCH.latent_dim, generator=torch.Generator().manual_seed(5))
+        fake_labels = torch.arange(300) % 3
+        with torch.no_grad():
+            emb = embed(matcher.features, generator(z, fake_labels))
+        return sum(float((emb[fake_labels == c].mean(0) - matcher.targets[c]).pow(2).sum()) for c in range(3))
+
+    settings = GeneratorSettings(batch_size=32, steps=60, lr=2e-3, aux_weight=0.0, mode_seeking_weight=0.0, feature_matching_weight=100.0)
+    trainer = GeneratorTrainer(generator, settings)
+    before = distance()
+    metrics = trainer.train_against(discriminator, seed=0, matcher=matcher)
+    assert distance() < 0.5 * before and "g_feature_distance" in metrics
+    with torch.no_grad():
+        samples = generator(torch.randn(16, ARCH.latent_dim), torch.zeros(16, dtype=torch.long))
+    assert samples.std(dim=0).mean() > 0.01, "the unbiased loss does not reward collapsing a class onto one image"
