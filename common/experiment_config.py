@@ -85,7 +85,6 @@ class ExperimentConfig:
     # DP feature matching: sites release once noisy class sums of D-feature embeddings; G matches the means
     feature_matching_weight: float = 0.0  # 0: off
     feature_statistics: str = "mean"  # per D block: "mean" (channel means) or "mean-std" (+ spatial std)
-    feature_components: int = 0  # > 0: project onto this many principal directions of the public embeddings (with public-data)
     feature_release_share: float = 0.5  # the release alone costs this share of target-epsilon; DP-SGD gets the rest
 
     def __post_init__(self) -> None:
@@ -106,8 +105,6 @@ class ExperimentConfig:
             raise ConfigError("run config feature-matching-weight must be >= 0 (0 turns feature matching off)")
         if self.feature_statistics not in STATISTICS:
             raise ConfigError(f"run config feature-statistics must be one of {STATISTICS} (got {self.feature_statistics!r})")
-        if self.feature_components < 0:
-            raise ConfigError(f"run config feature-components must be >= 0 (got {self.feature_components}; 0 = no projection)")
         if self.dp and self.matches_features and not 0 < self.feature_release_share < 1:
             raise ConfigError(
                 f"run config feature-release-share must be in (0, 1) (got {self.feature_release_share}): the release alone "
@@ -184,11 +181,6 @@ class ExperimentConfig:
     @property
     def matches_features(self) -> bool:
         return self.feature_matching_weight > 0
-
-    @property
-    def projection_components(self) -> int:
-        """Principal directions the feature space keeps: ``feature-components`` with public data, else 0 (none)."""
-        return self.feature_components if self.pretrains_on_public else 0
 
     @property
     def release_noise_multiplier(self) -> float:

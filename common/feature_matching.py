@@ -79,46 +79,23 @@ def add_release_noise(sums: torch.Tensor, noise_multiplier: float, *, seed: int)
     return sums + noise_multiplier * torch.randn(sums.shape, generator=gen, device=sums.device, dtype=sums.dtype)
 
 
-def principal_components(embeddings: torch.Tensor, components: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Centre [dim] and the top ``components`` principal directions [dim, components] of (public) embeddings."""
-    center = embeddings.mean(dim=0)
-    _, _, directions = torch.linalg.svd(embeddings - center, full_matrices=False)
-    return center, directions[:components].T.contiguous()
-
-
 class FeatureMatcher(nn.Module):
     """The feature space of a run's release, and the class-mean targets decoded from the released sums.
 
-    The space is a frozen copy of D's features at release time, the block ``statistics`` of :func:`embed` and,
-    with ``components`` > 0, a projection onto the top principal directions of the *public* embeddings (centred,
-    then normalised to unit length): the class differences live in a few directions, and the noise energy of the
-    release grows with the dimension, so the projection raises the signal-to-noise ratio (docs/results.md).
+    The space is a frozen copy of D's features at release time and the block ``statistics`` of :func:`embed`.
     The server sends the whole module to the sites, so both sides embed identically.
     """
 
-    def __init__(self, features: nn.Sequential, num_classes: int, statistics: str = "mean", components: int = 0) -> None:
+    def __init__(self, features: nn.Sequential, num_classes: int, statistics: str = "mean") -> None:
         super().__init__()
         self.features = copy.deepcopy(features).requires_grad_(False).eval()
         self.statistics = statistics
-        self.components = components
-        full = embedding_dim(features, statistics)
-        dim = components or full
-        self.register_buffer("center", torch.zeros(full))
-        self.register_buffer("basis", torch.zeros(full, components))
-        self.register_buffer("targets", torch.zeros(num_classes, dim))
+        self.register_buffer("targets", torch.zeros(num_classes, embedding_dim(features, statistics)))
         self.register_buffer("patients", torch.zeros(num_classes))
 
-    def set_space(self, center: torch.Tensor, basis: torch.Tensor) -> None:
-        """The projection: ``center`` [full dim] and orthonormal ``basis`` [full dim, components]."""
-        self.center.copy_(center)
-        self.basis.copy_(basis)
-
     def embed(self, images: torch.Tensor) -> torch.Tensor:
-        """Unit-norm (or zero) embeddings [B, dim] of images in [-1, 1]."""
-        embeddings = embed(self.features, images, self.statistics)
-        if not self.components:
-            return embeddings
-        return F.normalize((embeddings - self.center) @ self.basis, dim=1)
+        """Unit-norm embeddings [B, dim] of images in [-1, 1]."""
+        return embed(self.features, images, self.statistics)
 
     def set_targets(self, released_sums: torch.Tensor) -> None:
         """Targets from the sum of the sites' released tables: class mean = feature sums / count column."""

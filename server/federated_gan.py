@@ -25,13 +25,12 @@ from common.atomic import atomic_path
 from common.devices import pick_device
 from common.errors import CxrError
 from common.experiment_config import ExperimentConfig
-from common.feature_matching import MIN_CLASS_PATIENTS, FeatureMatcher, embed, embed_in_batches, principal_components
+from common.feature_matching import MIN_CLASS_PATIENTS, FeatureMatcher
 from common.generator_training import GeneratorTrainer
 from common.models import build_models
-from common.preprocess import to_model_range
 from common.privacy_accounting import ACCOUNTANT
 from server.checkpoint import Checkpoint, load_checkpoint, module_state, restore_optimizer, save_checkpoint
-from server.public_pretraining import load_public_images, pretrain_on_public, pretraining_key
+from server.public_pretraining import pretrain_on_public, pretraining_key
 
 log = logging.getLogger("cxr_fedsynth.server")
 #: Run-config keys that hold local paths: never written into a public model card.
@@ -111,17 +110,8 @@ class FederatedGanServer:
         return modules | ({"feature_matcher": self.matcher} if self.matcher is not None else {})
 
     def _new_matcher(self) -> FeatureMatcher:
-        c = self.config
-        return FeatureMatcher(self.discriminator.features, len(self.conditions), c.feature_statistics, c.projection_components).to(self.device)
-
-    def _feature_space(self) -> FeatureMatcher:
-        """The release's feature space: D's features now, projected onto the public set's principal directions."""
-        matcher = self._new_matcher()
-        if self.config.projection_components:
-            images = to_model_range(load_public_images(self.config).images)
-            embeddings = embed_in_batches(lambda x: embed(matcher.features, x, matcher.statistics), images, device=self.device)
-            matcher.set_space(*(t.to(self.device) for t in principal_components(embeddings, self.config.projection_components)))
-        return matcher
+        """The release's feature space: a frozen copy of D's features now."""
+        return FeatureMatcher(self.discriminator.features, len(self.conditions), self.config.feature_statistics).to(self.device)
 
     def _pretrain_on_public(self) -> None:
         """Pretrain on the public set, or reuse the stored weights of an identical earlier pretraining."""
@@ -200,7 +190,6 @@ class FederatedGanServer:
             "epsilon_of_release_alone": self.config.release_epsilon if self.config.dp else None,
             "embedding_dim": int(self.matcher.targets.shape[1]),
             "statistics": self.config.feature_statistics,
-            "public_principal_components": self.config.projection_components or None,
             "noisy_patients_per_class": patients,
             "matched_classes": matched,
         }
@@ -256,7 +245,7 @@ class FederatedGanServer:
         return nodes
 
     def _release_features(self, grid: Grid) -> None:
-        space = self._feature_space()
+        space = self._new_matcher()
         content = self.release_content(space)
         messages = [Message(content=content, message_type=MessageType.QUERY, dst_node_id=node) for node in self._nodes(grid)]
         self.absorb_release(space, list(grid.send_and_receive(messages, timeout=self.config.round_timeout)))

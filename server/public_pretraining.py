@@ -24,7 +24,6 @@ from common.discriminator_training import DiscriminatorTrainer, generate_fakes
 from common.errors import DataError
 from common.experiment_config import ExperimentConfig
 from common.generator_training import GeneratorTrainer
-from common.image_cache import SiteImages
 from common.models import Discriminator
 from common.preprocess import to_model_range
 from common.progress import steps
@@ -38,7 +37,7 @@ NOT_PRETRAINING_KEYS = frozenset(
         "cache-dir", "patient-pattern", "phantom-patients", "partition", "dirichlet-alpha", "holdout-fraction", "dp",
         "target-epsilon", "target-delta", "max-grad-norm", "batch-size", "local-steps", "lr-d", "grad-sample-mode",
         "d-site-layers", "site-budget-epsilon", "ledger-dir", "g-steps", "feature-matching-weight", "feature-release-share",
-        "feature-statistics", "feature-components",
+        "feature-statistics",
     }
 )
 
@@ -74,20 +73,15 @@ def pretraining_key(config: ExperimentConfig) -> str:
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def load_public_images(config: ExperimentConfig) -> SiteImages:
-    """The public set's images at the run's size (through the cache)."""
-    return load_labelled_images(
-        Path(config.public_data).expanduser(), config.condition_set(), labels=config.path_or_none(config.public_labels),
-        image_size=config.image_size, cache_dir=config.path_or_none(config.cache_dir),
-    )
-
-
 def pretrain_on_public(
     config: ExperimentConfig, g_trainer: GeneratorTrainer, discriminator: Discriminator, *, device: torch.device
 ) -> PublicPretraining:
     """Alternate ``public-steps`` plain D steps and G steps on the public set; D and G are updated in place."""
     conditions = config.condition_set()
-    data = load_public_images(config)
+    data = load_labelled_images(
+        Path(config.public_data).expanduser(), conditions, labels=config.path_or_none(config.public_labels),
+        image_size=config.image_size, cache_dir=config.path_or_none(config.cache_dir),
+    )
     if len(data.records) < config.public_batch_size:
         raise DataError(f"public-data {config.public_data}: {len(data.records)} images, fewer than public-batch-size {config.public_batch_size}")
     images, labels = to_model_range(data.images).to(device), torch.from_numpy(data.conditions).to(device)

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from common.feature_matching import (
-    MIN_CLASS_PATIENTS, FeatureMatcher, add_release_noise, embed, embedding_dim, patient_class_sums, principal_components,
+    MIN_CLASS_PATIENTS, FeatureMatcher, add_release_noise, embed, embedding_dim, patient_class_sums,
 )
 from common.generator_training import GeneratorSettings, GeneratorTrainer
 from common.models import GanArchitecture, build_models
@@ -50,19 +50,6 @@ def test_an_over_long_embedding_is_clipped_to_the_sensitivity_bound() -> None:
     emb = torch.tensor([[3.0, 4.0]])  # norm 5
     sums = patient_class_sums(emb, torch.tensor([0]), ["p"], 2)
     assert sums.norm().item() == pytest.approx(1.0, abs=1e-6)
-
-
-def test_public_projection_gives_unit_norm_embeddings_in_the_principal_directions() -> None:
-    _, discriminator = build_models(ARCH, seed=0)
-    public = torch.rand(40, 1, 32, 32) * 2 - 1
-    center, basis = principal_components(embed(discriminator.features, public), 5)
-    assert basis.shape == (embedding_dim(discriminator.features), 5)
-    assert torch.allclose(basis.T @ basis, torch.eye(5), atol=1e-5), "orthonormal directions"
-    matcher = FeatureMatcher(discriminator.features, 3, components=5)
-    matcher.set_space(center, basis)
-    projected = matcher.embed(torch.rand(6, 1, 32, 32) * 2 - 1)
-    assert projected.shape == (6, 5) and torch.allclose(projected.norm(dim=1), torch.ones(6), atol=1e-5)
-    assert matcher.targets.shape == (3, 5)
 
 
 def test_server_decodes_patient_weighted_class_means_and_counts() -> None:

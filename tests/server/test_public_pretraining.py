@@ -11,7 +11,6 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from client.feature_release import feature_space
 from common.artifacts import clean_state_dict
 from common.errors import ConfigError
 from common.experiment_config import ExperimentConfig
@@ -93,16 +92,3 @@ def test_split_writes_disjoint_public_and_private_tables(tmp_path: Path, phantom
     bad = CliRunner().invoke(split_cli, ["--out", str(tmp_path / "bad"), "--public-prefix", "phantom_00000_000", "--run-config", f"data-dir='{phantom_dir}'"])
     assert bad.exit_code != 0 and "public and private images" in str(bad.exception)
 
-
-def test_feature_space_is_projected_on_public_principal_directions_and_sites_rebuild_it(tmp_path: Path, phantom_dir: Path) -> None:
-    config = ExperimentConfig(**SMALL, output_dir=str(tmp_path), public_data=str(phantom_dir), public_steps=1, feature_matching_weight=1.0, feature_components=4)
-    server = FederatedGanServer(config, run_name="space")
-    space = server._feature_space()
-    assert space.basis.shape == (space.center.shape[0], 4) and torch.allclose(space.basis.T @ space.basis, torch.eye(4), atol=1e-5)
-    sent = server.release_content(space)["feature-space"].to_torch_state_dict()
-    rebuilt = feature_space(config, sent)  # what a site embeds with
-    images = torch.rand(3, 1, 32, 32) * 2 - 1
-    assert torch.allclose(rebuilt.embed(images), space.embed(images), atol=1e-6)
-    assert rebuilt.embed(images).shape == (3, 4) and torch.allclose(rebuilt.embed(images).norm(dim=1), torch.ones(3), atol=1e-5)
-    without_public = ExperimentConfig(**SMALL, feature_matching_weight=1.0, feature_components=4)
-    assert without_public.projection_components == 0, "no public set: no projection"
