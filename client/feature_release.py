@@ -53,6 +53,9 @@ def run_feature_release(
     config: ExperimentConfig, site: Site, *, space_weights: dict[str, torch.Tensor], run_id: str, state: RunPrivacyState
 ) -> ReleaseReply:
     """Embed the site's images in the server's feature space and release the class sums once, noised under DP."""
+    if not config.matches_features:  # the run's plan has no release in it: answering would overspend
+        reason = "feature matching is off in this run's config (feature-matching-weight 0 or no public-data): no release planned"
+        return ReleaseReply("refused", reason, None, {}, state)
     data = load_site_data(config, site)
     patients = len(set(data.patient_ids))
     noise = config.release_noise_multiplier

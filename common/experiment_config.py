@@ -83,8 +83,9 @@ class ExperimentConfig:
     ema_decay: float = 0.999
     mode_seeking_weight: float = 1.0
     # DP feature matching: sites release once noisy class sums of D-feature embeddings; G matches the means
-    feature_matching_weight: float = 0.0  # 0: off
-    feature_statistics: str = "mean"  # per D block: "mean" (channel means) or "mean-std" (+ spatial std)
+    feature_matching_weight: float = 100.0  # 0: off; used only with public-data
+    feature_statistics: str = "mean-std"  # per D block: "mean" (channel means) or "mean-std" (+ spatial std)
+    feature_shrinkage: bool = True  # pull noisy targets towards G's own class means by their known noise (free)
     feature_release_share: float = 0.5  # the release alone costs this share of target-epsilon; DP-SGD gets the rest
 
     def __post_init__(self) -> None:
@@ -105,7 +106,7 @@ class ExperimentConfig:
             raise ConfigError("run config feature-matching-weight must be >= 0 (0 turns feature matching off)")
         if self.feature_statistics not in STATISTICS:
             raise ConfigError(f"run config feature-statistics must be one of {STATISTICS} (got {self.feature_statistics!r})")
-        if self.dp and self.matches_features and not 0 < self.feature_release_share < 1:
+        if not 0 < self.feature_release_share < 1:
             raise ConfigError(
                 f"run config feature-release-share must be in (0, 1) (got {self.feature_release_share}): the release alone "
                 "spends that share of target-epsilon and the DP-SGD rounds are planned for the rest"
@@ -180,7 +181,8 @@ class ExperimentConfig:
 
     @property
     def matches_features(self) -> bool:
-        return self.feature_matching_weight > 0
+        """Feature matching runs with a weight > 0 and public pretraining (its embedding is the public D's features)."""
+        return self.feature_matching_weight > 0 and self.pretrains_on_public
 
     @property
     def release_noise_multiplier(self) -> float:

@@ -23,15 +23,14 @@ from torch import nn
 
 #: Ledger name of the release (the DP-SGD rounds are ``common.site_ledger.DP_SGD``).
 FEATURE_RELEASE = "gaussian-class-feature-sums"
-#: Per block of D's features: channel means ("mean"), or channel means and spatial standard deviations
-#: ("mean-std": twice the dimensions, so twice the noise energy, for texture statistics that carry little
-#: class signal; docs/results.md).
+#: Per block of D's features: channel means and spatial standard deviations ("mean-std"), or channel means
+#: only ("mean": half the dimensions, so half the noise energy, but worse synthetic data; docs/results.md).
 STATISTICS = ("mean", "mean-std")
 #: A class whose (noisy) patient count across the sites is below this gets no target: its mean is mostly noise.
 MIN_CLASS_PATIENTS = 10.0
 
 
-def embed(features: nn.Sequential, images: torch.Tensor, statistics: str = "mean") -> torch.Tensor:
+def embed(features: nn.Sequential, images: torch.Tensor, statistics: str = "mean-std") -> torch.Tensor:
     """Unit-norm embedding [B, dim]: per block of ``features``, the ``statistics`` of its channels, block-normalised.
 
     Every block's vector has norm 1 / sqrt(blocks), so the concatenation has norm 1 exactly.
@@ -47,7 +46,7 @@ def embed(features: nn.Sequential, images: torch.Tensor, statistics: str = "mean
     return torch.cat(blocks, dim=1) / math.sqrt(len(blocks))
 
 
-def embedding_dim(features: nn.Sequential, statistics: str = "mean") -> int:
+def embedding_dim(features: nn.Sequential, statistics: str = "mean-std") -> int:
     """Length of :func:`embed`'s vectors for these features."""
     channels = [layer.out_channels for layer in features if isinstance(layer, nn.Conv2d)]
     return (2 if statistics == "mean-std" else 1) * sum(channels)
@@ -86,7 +85,7 @@ class FeatureMatcher(nn.Module):
     The server sends the whole module to the sites, so both sides embed identically.
     """
 
-    def __init__(self, features: nn.Sequential, num_classes: int, statistics: str = "mean") -> None:
+    def __init__(self, features: nn.Sequential, num_classes: int, statistics: str = "mean-std") -> None:
         super().__init__()
         self.features = copy.deepcopy(features).requires_grad_(False).eval()
         self.statistics = statistics
@@ -102,6 +101,22 @@ class FeatureMatcher(nn.Module):
         counts = released_sums[:, -1]
         self.patients.copy_(counts * math.sqrt(2.0))
         self.targets.copy_(released_sums[:, :-1] / counts.clamp_min(1e-6)[:, None])
+
+    def shrink_towards(self, prior: torch.Tensor, table_noise_std: float) -> torch.Tensor:
+        """Positive-part James-Stein: pull each class target towards ``prior`` [classes, dim] by the share of its
+        distance that the release's noise explains; returns the share of each deviation kept, in [0, 1].
+
+        A decoded mean carries noise of energy dim * table_noise_std^2 / count_column^2 (``table_noise_std``: the
+        std of each entry of the summed tables). With the prior = G's own class means before matching, a class
+        whose release is mostly noise leaves G where it is instead of pulling it towards noise. Post-processing
+        of the release (the noise scale and the noisy counts are public to the server), so no privacy cost.
+        """
+        count_column = (self.patients / math.sqrt(2.0)).clamp_min(1e-6)
+        noise_energy = self.targets.shape[1] * table_noise_std**2 / count_column**2
+        distance = (self.targets - prior).pow(2).sum(dim=1).clamp_min(1e-12)
+        kept = (1.0 - noise_energy / distance).clamp(0.0, 1.0)
+        self.targets.copy_(prior + kept[:, None] * (self.targets - prior))
+        return kept
 
     @property
     def matched_classes(self) -> torch.Tensor:

@@ -84,6 +84,8 @@ def _release_lines(release: dict | None) -> list[str]:
         f"per-class sums of {release['embedding_dim']}-d unit-norm D-feature embeddings, sensitivity 1 per patient, "
         f"noise multiplier {release['noise_multiplier']:.3f} (epsilon {release['epsilon_of_release_alone']} alone), "
         f"{release['sites']} site(s); G matches the class means of: {', '.join(release['matched_classes']) or 'none'}",
+        *(["- share of each released class mean's deviation from G kept after noise-aware shrinkage: "
+           + ", ".join(f"{k} {v}" for k, v in release["shrinkage_kept"].items())] if release.get("shrinkage_kept") else []),
     ]
 
 

@@ -181,6 +181,10 @@ class FederatedGanServer:
         if len(tables) < self.config.min_sites:
             raise CxrError(f"feature release: {len(tables)} site(s) released, min-sites is {self.config.min_sites}; see the sites' logs")
         space.set_targets(torch.stack(tables).sum(dim=0))
+        kept = None
+        if self.config.dp and self.config.feature_shrinkage:
+            table_noise_std = self.config.release_noise_multiplier * len(tables) ** 0.5
+            kept = space.shrink_towards(self._generator_class_means(space), table_noise_std)
         self.matcher = space
         patients = dict(zip(self.conditions.names, (round(float(n), 1) for n in self.matcher.patients)))
         matched = [name for name, ok in zip(self.conditions.names, self.matcher.matched_classes.tolist()) if ok]
@@ -192,9 +196,23 @@ class FederatedGanServer:
             "statistics": self.config.feature_statistics,
             "noisy_patients_per_class": patients,
             "matched_classes": matched,
+            "shrinkage_kept": None if kept is None else dict(zip(self.conditions.names, (round(float(k), 3) for k in kept))),
         }
-        log.info("feature release: %d site(s); noisy patients per class %s; matching %s (classes under %.0f patients are not matched)",
-                 len(tables), patients, matched, MIN_CLASS_PATIENTS)
+        log.info("feature release: %d site(s); noisy patients per class %s; matching %s (classes under %.0f patients are not "
+                 "matched); share of each target's deviation from G kept after shrinkage %s", len(tables), patients, matched,
+                 MIN_CLASS_PATIENTS, self.feature_release["shrinkage_kept"])
+
+    def _generator_class_means(self, space: FeatureMatcher, per_class: int = 256) -> torch.Tensor:
+        """G's current mean embedding per class (no real data: a public prior for the shrinkage)."""
+        generator = self.g_trainer.generator
+        gen = torch.Generator(device=self.device).manual_seed(self.config.seed * 7919 + 3)
+        means = []
+        with torch.no_grad():
+            for label in range(len(self.conditions)):
+                z = torch.randn(per_class, generator.arch.latent_dim, device=self.device, generator=gen)
+                labels = torch.full((per_class,), label, dtype=torch.long, device=self.device)
+                means.append(space.embed(generator(z, labels)).mean(dim=0))
+        return torch.stack(means)
 
     def absorb_replies(self, round_number: int, replies: list[Message], num_sent: int) -> dict:
         """Aggregate successful replies into D, update per-site stats; returns the round's site metrics."""
@@ -255,6 +273,8 @@ class FederatedGanServer:
         """All remaining rounds, then publish; returns the published folder."""
         c = self.config
         log.info("run %s: %d rounds, dp=%s, output %s", self.run_name, c.num_server_rounds, c.dp, self.run_dir)
+        if c.feature_matching_weight > 0 and not c.matches_features:
+            log.info("feature matching: off (it embeds with the public-pretrained D's features; set public-data to use it)")
         if c.pretrains_on_public and self.public is None:
             self._pretrain_on_public()
         if c.matches_features and self.matcher is None:

@@ -58,6 +58,8 @@ def run_evaluation(request: EvaluationRequest) -> dict:
         results = {
             "TSTR (train synthetic, test real)": classification_metrics(predict_proba(tstr, test.images), test.conditions, classes, seed=request.seed),
             "TRTR (train real, test real)": classification_metrics(predict_proba(trtr, test.images), test.conditions, classes, seed=request.seed),
+            # class fidelity: does a classifier of real images see the label each synthetic image was drawn for?
+            "TRTS (train real, test synthetic)": classification_metrics(predict_proba(trtr, synthetic), synthetic_labels, classes, seed=request.seed),
         }
         baseline_note = _add_dp_baseline(results, request, published, train, test, settings)
         advance()

@@ -15,6 +15,7 @@ import statistics
 from pathlib import Path
 
 TSTR = "TSTR (train synthetic, test real)"
+TRTS = "TRTS (train real, test synthetic)"  # evaluations since session 4
 
 
 def _row(evaluation: dict) -> dict[str, float]:
@@ -28,6 +29,7 @@ def _row(evaluation: dict) -> dict[str, float]:
         "diversity_min": min(diversity),
         "diversity_max": max(diversity),
         "epsilon": evaluation["generator"]["claimed_epsilon"] or math.inf,
+        "trts": evaluation["classifiers"].get(TRTS, {}).get("pneumonia_vs_normal", {}).get("auroc", math.nan),
     }
 
 
@@ -41,10 +43,11 @@ def main() -> None:
         name = path.parent.parent.name
         if not args.prefixes or name.startswith(tuple(args.prefixes)):
             rows[name] = _row(json.loads(path.read_text()))
-    print("| run | TSTR pneumonia vs normal | TSTR macro | FD | real-vs-synthetic acc. | diversity | epsilon |")
-    print("| --- | ---: | ---: | ---: | ---: | --- | ---: |")
+    print("| run | TSTR pneumonia vs normal | TSTR macro | TRTS pneumonia vs normal | FD | real-vs-synthetic acc. | diversity | epsilon |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | --- | ---: |")
     for name, r in rows.items():
-        print(f"| {name} | {r['pneumonia_vs_normal']:.3f} | {r['macro']:.3f} | {r['fd']:.1f} | {r['two_sample']:.2f} | "
+        trts = "-" if math.isnan(r["trts"]) else f"{r['trts']:.3f}"
+        print(f"| {name} | {r['pneumonia_vs_normal']:.3f} | {r['macro']:.3f} | {trts} | {r['fd']:.1f} | {r['two_sample']:.2f} | "
               f"{r['diversity_min']:.2f}-{r['diversity_max']:.2f} | {r['epsilon']:.2f} |")
     groups: dict[str, list[dict[str, float]]] = {}
     for name, r in rows.items():

@@ -13,24 +13,22 @@ from common.experiment_config import ExperimentConfig
 from common.feature_matching import FEATURE_RELEASE, FeatureMatcher
 from common.models import build_models
 from common.privacy_accounting import epsilon_of
-from common.simulated_sites import read_run_dataset, split_records
 from common.site_ledger import DP_SGD, Budget, SiteLedger
+from tests.client.site_fixtures import first_site_records, initial_weights
 
 CONFIG = ExperimentConfig(
     image_size=32, phantom_patients=40, num_server_rounds=2, local_steps=2, batch_size=4, g_width=8, d_width=8, latent_dim=8,
-    target_epsilon=4.0, feature_matching_weight=1.0, feature_release_share=0.25,
+    target_epsilon=4.0, feature_matching_weight=1.0, feature_release_share=0.25, public_data="/public",  # never read by a site
 )
 
 
 @pytest.fixture(scope="module")
 def site_records():
-    per_site, _ = split_records(CONFIG, read_run_dataset(CONFIG).records, 2)
-    return per_site[0]
+    return first_site_records(CONFIG)
 
 
 def _weights():
-    g, d = build_models(CONFIG.architecture(4), seed=0)
-    return {"generator": clean_state_dict(g), "discriminator": clean_state_dict(d)}
+    return initial_weights(CONFIG)
 
 
 def _space():
@@ -69,6 +67,12 @@ def test_second_release_of_a_run_and_a_release_over_budget_are_refused(site_reco
     refused = run_feature_release(CONFIG, poor, space_weights=_space(), run_id="run-a", state=RunPrivacyState())
     assert refused.status == "refused" and refused.sums is None and "budget" in refused.reason
     assert SiteLedger(poor.ledger_path, poor.budget).entries() == []
+
+
+def test_a_run_without_feature_matching_gets_no_release(site_records, tmp_path: Path) -> None:
+    site = Site("s", site_records, tmp_path / "ledger.json", Budget(CONFIG.target_epsilon, CONFIG.target_delta))
+    reply = run_feature_release(CONFIG.replace(public_data=""), site, space_weights=_space(), run_id="r", state=RunPrivacyState())
+    assert reply.status == "refused" and reply.sums is None and not site.ledger_path.exists()
 
 
 def test_release_without_dp_is_exact_and_flagged_not_private(site_records, tmp_path: Path) -> None:

@@ -7,25 +7,21 @@ from pathlib import Path
 import pytest
 
 from client.site_round import RunPrivacyState, Site, run_site_round
-from common.artifacts import clean_state_dict
 from common.experiment_config import ExperimentConfig
-from common.models import build_models
 from common.privacy_accounting import epsilon_of
-from common.simulated_sites import read_run_dataset, split_records
 from common.site_ledger import Budget, SiteLedger
+from tests.client.site_fixtures import first_site_records, initial_weights
 
 CONFIG = ExperimentConfig(image_size=32, phantom_patients=40, num_server_rounds=3, local_steps=2, batch_size=4, g_width=8, d_width=8, latent_dim=8)
 
 
 @pytest.fixture(scope="module")
 def site_records():
-    per_site, _ = split_records(CONFIG, read_run_dataset(CONFIG).records, 2)
-    return per_site[0]
+    return first_site_records(CONFIG)
 
 
 def _weights():
-    g, d = build_models(CONFIG.architecture(4), seed=0)
-    return {"generator": clean_state_dict(g), "discriminator": clean_state_dict(d)}
+    return initial_weights(CONFIG)
 
 
 def test_reported_epsilon_equals_offline_accountant(site_records, tmp_path: Path) -> None:

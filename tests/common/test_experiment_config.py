@@ -33,6 +33,13 @@ def test_unknown_key_and_wrong_type_are_refused() -> None:
         ExperimentConfig.from_run_config({"feature-matching-weight": 1.0, "feature-release-share": 1.0})
 
 
+def test_feature_matching_runs_only_with_public_pretraining() -> None:
+    assert not ExperimentConfig(feature_matching_weight=100.0).matches_features, "no public features to embed with"
+    with_public = ExperimentConfig(feature_matching_weight=100.0, public_data="/public")
+    assert with_public.matches_features and len(with_public.other_releases) == 1
+    assert with_public.replace(dp=False).other_releases == [], "no DP: nothing to account"
+
+
 def test_values_are_coerced_to_field_types() -> None:
     config = ExperimentConfig.from_run_config({"target-epsilon": 3, "dp": "false", "local-steps": 4.0})
     assert config.target_epsilon == 3.0 and config.dp is False and config.local_steps == 4

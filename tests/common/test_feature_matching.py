@@ -67,6 +67,24 @@ def test_server_decodes_patient_weighted_class_means_and_counts() -> None:
     assert not matcher.matched_classes.any(), f"fewer than {MIN_CLASS_PATIENTS} patients: no class is matched"
 
 
+def test_shrinkage_keeps_clean_targets_and_drops_pure_noise() -> None:
+    matcher = FeatureMatcher(build_models(ARCH, seed=0)[1].features, 3)
+    dim = matcher.targets.shape[1]
+    table = torch.zeros(3, dim + 1)
+    table[:, -1] = 100.0 / math.sqrt(2)  # 100 patients per class
+    table[:, 0] = 100.0 / math.sqrt(2) * torch.tensor([0.5, 0.5, 0.01])  # class means 0.5, 0.5, 0.01 on the first axis
+    prior = torch.zeros(3, dim)
+    matcher.set_targets(table.clone())
+    assert torch.equal(matcher.shrink_towards(prior, 0.0), torch.ones(3)), "no noise: every deviation is kept"
+    matcher.set_targets(table.clone())
+    noise_std = 0.5  # noise energy on each class mean: dim * 0.25 / (100 / sqrt 2)^2
+    energy = dim * noise_std**2 / (100.0 / math.sqrt(2)) ** 2
+    kept = matcher.shrink_towards(prior, noise_std)
+    assert kept[0].item() == pytest.approx(1 - energy / 0.25, rel=1e-4) and kept[2].item() == 0.0
+    assert matcher.targets[2].abs().max().item() == 0.0, "a class buried in noise stays at the prior"
+    assert matcher.targets[0, 0].item() == pytest.approx(0.5 * kept[0].item(), rel=1e-4)
+
+
 def test_release_noise_has_the_planned_scale_and_fresh_draws() -> None:
     table = torch.zeros(8, 5000)
     noisy = add_release_noise(table, 2.5, seed=11)

@@ -27,6 +27,7 @@ def test_evaluate_untrained_generator_against_real_patients(cxr128_dir: Path, tm
     dp = next(v for k, v in classifiers.items() if k.startswith("DP-SGD direct"))
     assert trtr["macro_auroc"] > 0.75, "a classifier trained on real images must work on real test patients"
     assert tstr["macro_auroc"] < 0.7, "an untrained generator's images cannot teach anything"
+    assert classifiers["TRTS (train real, test synthetic)"]["macro_auroc"] < 0.7, "nor carry their labels"
     assert dp["epsilon_spent"] <= 1.0 + 1e-6  # the fixture generator claims epsilon 1
     assert "does NOT beat" in report["baseline_verdict"]
     assert 0.0 <= report["classifier_two_sample_accuracy"] <= 1.0 and report["classifier_two_sample_accuracy"] > 0.8

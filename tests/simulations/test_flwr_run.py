@@ -1,5 +1,6 @@
-"""A real ``flwr run`` of the app: 2 rounds over 2 simulated sites on tiny phantom images, on the test's own
-SuperLink; checks the run's final status (``flwr run --stream`` exits 0 on failure) and what it published."""
+"""A real ``flwr run`` of the app: public pretraining, the sites' feature release and 2 rounds over 2 simulated
+sites on tiny phantom images, on the test's own SuperLink; checks the run's final status (``flwr run --stream``
+exits 0 on failure) and what it published."""
 from __future__ import annotations
 
 import json
@@ -10,6 +11,7 @@ import pandas as pd
 import pytest
 
 from common.artifacts import load_generator, sample
+from common.phantoms import PhantomSpec, generate_phantom_dataset
 from tests.flower_processes import simulation_superlink
 
 pytestmark = pytest.mark.slow
@@ -17,10 +19,11 @@ pytestmark = pytest.mark.slow
 
 def test_flwr_run_two_rounds_two_sites_publishes_a_private_generator(tmp_path: Path) -> None:
     out = tmp_path / "outputs"
+    public = generate_phantom_dataset(tmp_path / "public", PhantomSpec(num_patients=12, images_per_patient=2, image_size=32, seed=7))
     run_config = (
         f"num-server-rounds=2 output-dir='{out}' run-name='e2e' image-size=32 phantom-patients=40 "
         f"local-steps=2 g-steps=2 batch-size=4 g-batch-size=8 g-width=8 d-width=8 latent-dim=16 cache-dir='{tmp_path / 'cache'}' "
-        "feature-matching-weight=10.0 feature-release-share=0.25"
+        f"public-data='{public}' public-steps=2 public-batch-size=4 feature-matching-weight=10.0 feature-release-share=0.25"
     )
     with simulation_superlink(tmp_path / "flwr-home") as superlink:
         result = superlink.flwr(
@@ -41,6 +44,7 @@ def test_flwr_run_two_rounds_two_sites_publishes_a_private_generator(tmp_path: P
     assert [(e["round"], e["mechanism"]) for e in ledger["entries"]] == [(0, "gaussian-class-feature-sums"), (1, "dp-sgd"), (2, "dp-sgd")]
     release = card["privacy"]["feature_release"]
     assert release["sites"] == 2 and release["epsilon_of_release_alone"] == 2.5 and release["noise_multiplier"] > 0
+    assert all(0.0 <= kept <= 1.0 for kept in release["shrinkage_kept"].values())
     assert "g_feature_distance" in metrics.columns
     assert ledger["entries"][-1]["epsilon_after"] == pytest.approx(next(s["epsilon"] for s in card["sites"] if s["name"] == "sim-site-0"))
     generator = load_generator(run_dir)

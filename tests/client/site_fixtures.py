@@ -1,0 +1,22 @@
+"""Shared helpers of the site tests: a simulated site's phantom records and freshly initialised G and D weights."""
+from __future__ import annotations
+
+import torch
+
+from common.artifacts import clean_state_dict
+from common.experiment_config import ExperimentConfig
+from common.models import build_models
+from common.records import ImageRecord
+from common.simulated_sites import read_run_dataset, split_records
+
+
+def first_site_records(config: ExperimentConfig) -> list[ImageRecord]:
+    """The records of the first of two simulated sites over ``config``'s phantom set."""
+    per_site, _ = split_records(config, read_run_dataset(config).records, 2)
+    return per_site[0]
+
+
+def initial_weights(config: ExperimentConfig) -> dict[str, dict[str, torch.Tensor]]:
+    """What the server sends in round 1: freshly initialised G and D state dicts."""
+    g, d = build_models(config.architecture(len(config.condition_set())), seed=0)
+    return {"generator": clean_state_dict(g), "discriminator": clean_state_dict(d)}
