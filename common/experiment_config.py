@@ -85,7 +85,7 @@ class ExperimentConfig:
     # DP feature matching: sites release once noisy class sums of D-feature embeddings; G matches the means
     feature_matching_weight: float = 100.0  # 0: off; used only with public-data
     feature_statistics: str = "mean-std"  # per D block: "mean" (channel means) or "mean-std" (+ spatial std)
-    feature_shrinkage: bool = True  # pull noisy targets towards G's own class means by their known noise (free)
+    feature_shrinkage: bool = False  # pull noisy targets towards G's own class means by their known noise (free)
     feature_release_share: float = 0.5  # the release alone costs this share of target-epsilon; DP-SGD gets the rest
 
     def __post_init__(self) -> None:

@@ -23,7 +23,7 @@ def test_flwr_run_two_rounds_two_sites_publishes_a_private_generator(tmp_path: P
     run_config = (
         f"num-server-rounds=2 output-dir='{out}' run-name='e2e' image-size=32 phantom-patients=40 "
         f"local-steps=2 g-steps=2 batch-size=4 g-batch-size=8 g-width=8 d-width=8 latent-dim=16 cache-dir='{tmp_path / 'cache'}' "
-        f"public-data='{public}' public-steps=2 public-batch-size=4 feature-matching-weight=10.0 feature-release-share=0.25"
+        f"public-data='{public}' public-steps=2 public-batch-size=4 feature-matching-weight=10.0 feature-release-share=0.25 feature-shrinkage=true"
     )
     with simulation_superlink(tmp_path / "flwr-home") as superlink:
         result = superlink.flwr(
