@@ -1,11 +1,11 @@
 """The server's side of a run: broadcast G and D, aggregate the sites' DP discriminators, train G, publish.
 
-With feature matching on, the run starts with one query: every site releases its noisy class sums of
-D-feature embeddings once (``client.feature_release``), and the server turns their total into class-mean
-targets that G matches in every later G step. Every round: send G and D to every connected site -> each site trains D with DP-SGD (or refuses, over budget)
--> average the returned D weights, weighted by the sites' patient counts -> train G against that D ->
-log one line, append to ``metrics.csv``, checkpoint. After the last round the generator (EMA weights) is
-published with its model card.
+With feature matching on, the run starts with one query: every site releases its noisy class sums of D-feature
+embeddings once (``client.feature_release``), and the server turns their total into class-mean targets that G
+matches in every later G step. Every round: send G and D to every connected site -> each site trains D with
+DP-SGD (or refuses, over budget) -> average the returned D weights, weighted by the sites' patient counts ->
+train G against that D -> log one line, append to ``metrics.csv``, checkpoint. After the last round the
+generator (EMA weights) is published with its model card.
 """
 from __future__ import annotations
 
