@@ -79,7 +79,7 @@ def run_feature_release(
     if config.dp:
         sums = add_release_noise(sums, noise, seed=secrets.randbits(62))
         epsilon = epsilon_of(state.history, delta=config.target_delta)
-        metrics.update({"epsilon": epsilon, "epsilon-total": SiteLedger(site.ledger_path, site.budget).spent(), "noise-multiplier": noise})
+        metrics.update({"epsilon": epsilon, "epsilon-total": ledger.spent(), "noise-multiplier": noise})
         reason = f"released class feature sums (Gaussian, noise {noise:.3f}, sensitivity 1 per patient)"
     else:
         metrics["epsilon"] = float("inf")

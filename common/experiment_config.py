@@ -204,7 +204,8 @@ class ExperimentConfig:
     @property
     def other_releases(self) -> list[HistoryEntry]:
         """The RDP entries a site spends in a run besides its DP-SGD rounds (the feature release, if any)."""
-        return [(self.release_noise_multiplier, 1.0, 1)] if self.dp and self.matches_features else []
+        noise = self.release_noise_multiplier
+        return [(noise, 1.0, 1)] if noise else []
 
     @property
     def site_budget(self) -> float:

@@ -32,8 +32,8 @@ def plan_noise_multiplier(
     if steps <= 0:
         raise ConfigError(f"a DP run needs at least one step, got {steps}")
     prior = list(prior)
-    if prior and epsilon_of(prior, delta=delta) >= target_epsilon:
-        raise ConfigError(f"the run's other releases alone spend epsilon {epsilon_of(prior, delta=delta):.3f}, not below the target {target_epsilon}")
+    if (prior_epsilon := epsilon_of(prior, delta=delta)) >= target_epsilon:
+        raise ConfigError(f"the run's other releases alone spend epsilon {prior_epsilon:.3f}, not below the target {target_epsilon}")
 
     def spent(noise: float) -> float:
         return epsilon_of([*prior, (noise, sample_rate, steps)], delta=delta)
