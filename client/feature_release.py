@@ -42,9 +42,9 @@ def _refusal(reason: str, ledger: SiteLedger, state: RunPrivacyState) -> Release
 
 
 def feature_space(config: ExperimentConfig, weights: dict[str, torch.Tensor]) -> FeatureMatcher:
-    """The server's feature space (D's features and the statistics) rebuilt from its weights."""
+    """The server's feature space (D's features and the run's embedding spec) rebuilt from its weights."""
     _, discriminator = build_models(config.architecture(len(config.condition_set())), seed=config.seed)
-    space = FeatureMatcher(discriminator.features, discriminator.arch.num_classes, config.feature_statistics)
+    space = FeatureMatcher(discriminator.features, discriminator.arch.num_classes, config.embedding_spec)
     space.load_state_dict(weights)
     return space
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from common.conditions import ConditionSet, load_condition_set
 from common.discriminator_training import GRAD_SAMPLE_MODES, TRAINED_LAYERS, DiscriminatorSettings
 from common.errors import ConfigError
-from common.feature_matching import STATISTICS
+from common.feature_matching import STATISTICS, EmbeddingSpec
 from common.gan_losses import check_loss
 from common.generator_training import GeneratorSettings
 from common.models import GanArchitecture
@@ -82,9 +82,11 @@ class ExperimentConfig:
     aux_weight_g: float = 0.5
     ema_decay: float = 0.999
     mode_seeking_weight: float = 1.0
-    # DP feature matching: sites release once noisy class sums of D-feature embeddings; G matches the means
+    # DP feature matching: sites release once noisy class sums of image embeddings (pixel cells + D features); G matches the means
     feature_matching_weight: float = 100.0  # 0: off; used only with public-data
     feature_statistics: str = "mean-std"  # per D block: "mean" (channel means) or "mean-std" (+ spatial std)
+    feature_pixel_grid: int = 8  # > 0: the release also holds the images' own cell means (and stds) on this raster
+    feature_pixel_share: float = 0.2  # the pixel block's share of the embedding's squared norm (D's blocks share the rest)
     feature_shrinkage: bool = False  # pull noisy targets towards G's own class means by their known noise (free)
     feature_release_share: float = 0.5  # the release alone costs this share of target-epsilon; DP-SGD gets the rest
 
@@ -106,6 +108,10 @@ class ExperimentConfig:
             raise ConfigError("run config feature-matching-weight must be >= 0 (0 turns feature matching off)")
         if self.feature_statistics not in STATISTICS:
             raise ConfigError(f"run config feature-statistics must be one of {STATISTICS} (got {self.feature_statistics!r})")
+        if not 0 <= self.feature_pixel_grid <= self.image_size // 4:
+            raise ConfigError(f"run config feature-pixel-grid must be in [0, {self.image_size // 4}] (cells of at least 4 x 4 pixels; got {self.feature_pixel_grid})")
+        if not 0 < self.feature_pixel_share < 1:
+            raise ConfigError(f"run config feature-pixel-share must be in (0, 1) (got {self.feature_pixel_share})")
         if not 0 < self.feature_release_share < 1:
             raise ConfigError(
                 f"run config feature-release-share must be in (0, 1) (got {self.feature_release_share}): the release alone "
@@ -178,6 +184,11 @@ class ExperimentConfig:
         if self.d_site_layers == "auto":
             return "heads" if self.pretrains_on_public else "all"
         return self.d_site_layers
+
+    @property
+    def embedding_spec(self) -> EmbeddingSpec:
+        """What the feature release embeds (``common.feature_matching.embed``)."""
+        return EmbeddingSpec(self.feature_statistics, self.feature_pixel_grid, self.feature_pixel_share)
 
     @property
     def matches_features(self) -> bool:

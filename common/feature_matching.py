@@ -1,8 +1,9 @@
 """DP feature matching (DP-MEPF, Harder et al. 2023): one noisy release of class-mean embeddings per site.
 
-A site embeds its images with D's convolutional features (pretrained on public data, so the embedding costs no
-privacy), sums them per class with per-patient weights, and releases the sums once with Gaussian noise. The
-server adds up the sites' sums and trains G to make the mean embedding of each class of its samples match.
+A site embeds its images (by default, cell statistics of the image itself, and D's convolutional features,
+pretrained on public data, so the embedding costs no privacy), sums them per class with per-patient weights, and
+releases the sums once with Gaussian noise. The server adds up the sites' sums and trains G to make the mean
+embedding of each class of its samples match.
 
 Sensitivity: every image's embedding is clipped to norm at most 1 (the embeddings are unit-norm already), its
 row is ``[embedding, 1] / sqrt(2)`` (norm at most 1) and a patient's m images each weigh 1/m, so adding or
@@ -15,6 +16,7 @@ from __future__ import annotations
 import copy
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -30,26 +32,52 @@ STATISTICS = ("mean", "mean-std")
 MIN_CLASS_PATIENTS = 10.0
 
 
-def embed(features: nn.Sequential, images: torch.Tensor, statistics: str = "mean-std") -> torch.Tensor:
-    """Unit-norm embedding [B, dim]: per block of ``features``, the ``statistics`` of its channels, block-normalised.
+@dataclass(frozen=True)
+class EmbeddingSpec:
+    """What :func:`embed` computes: per block of D's features the channel ``statistics``; with ``pixel_grid`` > 0
+    also the image's own :func:`pixel_cells`, as a block carrying ``pixel_share`` of the squared norm."""
 
-    Every block's vector has norm 1 / sqrt(blocks), so the concatenation has norm 1 exactly.
+    statistics: str = "mean-std"
+    pixel_grid: int = 0
+    pixel_share: float = 0.2
+
+
+def pixel_cells(images: torch.Tensor, grid: int, statistics: str = "mean-std") -> torch.Tensor:
+    """[B, cells] of the image itself on a ``grid`` x ``grid`` raster: each cell's mean ("mean-std": and std).
+
+    Linear in the pixels (means) or nearly so (stds), so G cannot meet it with textures the way it can meet
+    learned features; it carries most of the class gap that survives the release's noise (docs/results.md).
     """
-    blocks = []
+    means = F.adaptive_avg_pool2d(images, grid)
+    if statistics != "mean-std":
+        return means.flatten(1)
+    spread = (F.adaptive_avg_pool2d(images.pow(2), grid) - means.pow(2)).clamp_min(1e-8).sqrt()
+    return torch.cat([means.flatten(1), spread.flatten(1)], dim=1)
+
+
+def embed(features: nn.Sequential, images: torch.Tensor, spec: EmbeddingSpec = EmbeddingSpec()) -> torch.Tensor:
+    """Unit-norm embedding [B, dim]: the pixel block (if any) first, then per block of ``features`` the
+    ``spec.statistics`` of its channels; every block is normalised, then weighted so that the squared norms add to 1.
+    """
+    feature_blocks = []
     h = images
     for layer in features:
         h = layer(h)
         if isinstance(layer, nn.LeakyReLU):
             flat = h.flatten(2)  # [B, C, H*W]
-            moments = [flat.mean(dim=2), flat.std(dim=2)] if statistics == "mean-std" else [flat.mean(dim=2)]
-            blocks.append(F.normalize(torch.cat(moments, dim=1), dim=1))
-    return torch.cat(blocks, dim=1) / math.sqrt(len(blocks))
+            moments = [flat.mean(dim=2), flat.std(dim=2)] if spec.statistics == "mean-std" else [flat.mean(dim=2)]
+            feature_blocks.append(F.normalize(torch.cat(moments, dim=1), dim=1))
+    if not spec.pixel_grid:
+        return torch.cat(feature_blocks, dim=1) / math.sqrt(len(feature_blocks))
+    pixels = F.normalize(pixel_cells(images, spec.pixel_grid, spec.statistics), dim=1) * math.sqrt(spec.pixel_share)
+    rest = torch.cat(feature_blocks, dim=1) * math.sqrt((1.0 - spec.pixel_share) / len(feature_blocks))
+    return torch.cat([pixels, rest], dim=1)
 
 
-def embedding_dim(features: nn.Sequential, statistics: str = "mean-std") -> int:
+def embedding_dim(features: nn.Sequential, spec: EmbeddingSpec = EmbeddingSpec()) -> int:
     """Length of :func:`embed`'s vectors for these features."""
     channels = [layer.out_channels for layer in features if isinstance(layer, nn.Conv2d)]
-    return (2 if statistics == "mean-std" else 1) * sum(channels)
+    return (2 if spec.statistics == "mean-std" else 1) * (sum(channels) + spec.pixel_grid**2)
 
 
 def embed_in_batches(embedder: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor, *, device: torch.device, batch: int = 256) -> torch.Tensor:
@@ -81,20 +109,20 @@ def add_release_noise(sums: torch.Tensor, noise_multiplier: float, *, seed: int)
 class FeatureMatcher(nn.Module):
     """The feature space of a run's release, and the class-mean targets decoded from the released sums.
 
-    The space is a frozen copy of D's features at release time and the block ``statistics`` of :func:`embed`.
-    The server sends the whole module to the sites, so both sides embed identically.
+    The space is a frozen copy of D's features at release time and the :class:`EmbeddingSpec`. The server sends
+    the features to the sites and both build the spec from the run config, so both sides embed identically.
     """
 
-    def __init__(self, features: nn.Sequential, num_classes: int, statistics: str = "mean-std") -> None:
+    def __init__(self, features: nn.Sequential, num_classes: int, spec: EmbeddingSpec = EmbeddingSpec()) -> None:
         super().__init__()
         self.features = copy.deepcopy(features).requires_grad_(False).eval()
-        self.statistics = statistics
-        self.register_buffer("targets", torch.zeros(num_classes, embedding_dim(features, statistics)))
+        self.spec = spec
+        self.register_buffer("targets", torch.zeros(num_classes, embedding_dim(features, spec)))
         self.register_buffer("patients", torch.zeros(num_classes))
 
     def embed(self, images: torch.Tensor) -> torch.Tensor:
         """Unit-norm embeddings [B, dim] of images in [-1, 1]."""
-        return embed(self.features, images, self.statistics)
+        return embed(self.features, images, self.spec)
 
     def set_targets(self, released_sums: torch.Tensor) -> None:
         """Targets from the sum of the sites' released tables: class mean = feature sums / count column."""

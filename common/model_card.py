@@ -81,12 +81,18 @@ def _release_lines(release: dict | None) -> list[str]:
         return []
     return [
         f"- feature release (once per site, composed with the DP-SGD rounds in epsilon above): Gaussian mechanism on the "
-        f"per-class sums of {release['embedding_dim']}-d unit-norm D-feature embeddings, sensitivity 1 per patient, "
+        f"per-class sums of {release['embedding_dim']}-d unit-norm embeddings ({_embedding_words(release)}), sensitivity 1 per patient, "
         f"noise multiplier {release['noise_multiplier']:.3f} (epsilon {release['epsilon_of_release_alone']} alone), "
         f"{release['sites']} site(s); G matches the class means of: {', '.join(release['matched_classes']) or 'none'}",
         *(["- share of each released class mean's deviation from G kept after noise-aware shrinkage: "
            + ", ".join(f"{k} {v}" for k, v in release["shrinkage_kept"].items())] if release.get("shrinkage_kept") else []),
     ]
+
+
+def _embedding_words(release: dict) -> str:
+    grid = release.get("pixel_grid") or 0
+    pixels = f"the images' {grid} x {grid} cell statistics ({release['pixel_share']:.0%} of the norm) and " if grid else ""
+    return f"{pixels}public-pretrained D features"
 
 
 def _public_lines(public: dict | None) -> list[str]:

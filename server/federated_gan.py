@@ -1,6 +1,6 @@
 """The server's side of a run: broadcast G and D, aggregate the sites' DP discriminators, train G, publish.
 
-With feature matching on, the run starts with one query: every site releases its noisy class sums of D-feature
+With feature matching on, the run starts with one query: every site releases its noisy class sums of image
 embeddings once (``client.feature_release``), and the server turns their total into class-mean targets that G
 matches in every later G step. Every round: send G and D to every connected site -> each site trains D with
 DP-SGD (or refuses, over budget) -> average the returned D weights, weighted by the sites' patient counts ->
@@ -111,7 +111,7 @@ class FederatedGanServer:
 
     def _new_matcher(self) -> FeatureMatcher:
         """The release's feature space: a frozen copy of D's features now."""
-        return FeatureMatcher(self.discriminator.features, len(self.conditions), self.config.feature_statistics).to(self.device)
+        return FeatureMatcher(self.discriminator.features, len(self.conditions), self.config.embedding_spec).to(self.device)
 
     def _pretrain_on_public(self) -> None:
         """Pretrain on the public set, or reuse the stored weights of an identical earlier pretraining."""
@@ -194,6 +194,8 @@ class FederatedGanServer:
             "epsilon_of_release_alone": self.config.release_epsilon if self.config.dp else None,
             "embedding_dim": int(self.matcher.targets.shape[1]),
             "statistics": self.config.feature_statistics,
+            "pixel_grid": self.config.feature_pixel_grid,
+            "pixel_share": self.config.feature_pixel_share if self.config.feature_pixel_grid else None,
             "noisy_patients_per_class": patients,
             "matched_classes": matched,
             "shrinkage_kept": None if kept is None else dict(zip(self.conditions.names, (round(float(k), 3) for k in kept))),

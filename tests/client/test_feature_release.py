@@ -32,7 +32,7 @@ def _weights():
 
 
 def _space():
-    return clean_state_dict(FeatureMatcher(build_models(CONFIG.architecture(4), seed=0)[1].features, 4, CONFIG.feature_statistics))
+    return clean_state_dict(FeatureMatcher(build_models(CONFIG.architecture(4), seed=0)[1].features, 4, CONFIG.embedding_spec))
 
 
 def test_release_then_rounds_spend_exactly_the_planned_budget(site_records, tmp_path: Path) -> None:

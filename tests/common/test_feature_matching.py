@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from common.feature_matching import (
-    MIN_CLASS_PATIENTS, FeatureMatcher, add_release_noise, embed, embedding_dim, patient_class_sums,
+    MIN_CLASS_PATIENTS, EmbeddingSpec, FeatureMatcher, add_release_noise, embed, embedding_dim, patient_class_sums, pixel_cells,
 )
 from common.generator_training import GeneratorSettings, GeneratorTrainer
 from common.models import GanArchitecture, build_models
@@ -26,9 +26,31 @@ def _unit_rows(n: int, dim: int, seed: int) -> torch.Tensor:
 def test_embedding_is_unit_norm_with_the_documented_length(statistics: str, dim: int) -> None:
     _, discriminator = build_models(ARCH, seed=0)
     images = torch.rand(5, 1, 32, 32) * 2 - 1
-    emb = embed(discriminator.features, images, statistics)
-    assert emb.shape == (5, dim) == (5, embedding_dim(discriminator.features, statistics))
+    spec = EmbeddingSpec(statistics)
+    emb = embed(discriminator.features, images, spec)
+    assert emb.shape == (5, dim) == (5, embedding_dim(discriminator.features, spec))
     assert torch.allclose(emb.norm(dim=1), torch.ones(5), atol=1e-5)
+
+
+@pytest.mark.parametrize(("statistics", "grid", "share", "dim"), [("mean", 4, 0.2, 8 + 16 + 32 + 16), ("mean-std", 8, 0.6, 2 * (8 + 16 + 32 + 64))])
+def test_pixel_block_comes_first_with_its_share_of_a_unit_norm(statistics: str, grid: int, share: float, dim: int) -> None:
+    _, discriminator = build_models(ARCH, seed=0)
+    images = torch.rand(5, 1, 32, 32) * 2 - 1
+    spec = EmbeddingSpec(statistics, grid, share)
+    emb = embed(discriminator.features, images, spec)
+    assert emb.shape == (5, dim) == (5, embedding_dim(discriminator.features, spec))
+    assert torch.allclose(emb.norm(dim=1), torch.ones(5), atol=1e-5)
+    pixels = (2 if statistics == "mean-std" else 1) * grid * grid
+    assert torch.allclose(emb[:, :pixels].pow(2).sum(1), torch.full((5,), share), atol=1e-5)
+
+
+def test_pixel_cells_are_the_means_and_stds_of_each_cell() -> None:
+    image = torch.zeros(1, 1, 8, 8)
+    image[..., :4, :4] = 0.5  # top-left cell flat at 0.5
+    image[..., 4:, 4:] = torch.tensor([[-1.0, 1.0] * 2] * 4)  # bottom-right cell: mean 0, std 1
+    cells = pixel_cells(image, 2, "mean-std")
+    assert torch.allclose(cells[0, :4], torch.tensor([0.5, 0.0, 0.0, 0.0]))
+    assert torch.allclose(cells[0, 4:], torch.tensor([0.0, 0.0, 0.0, 1.0]), atol=1e-3)
 
 
 @pytest.mark.parametrize("removed", ["p0", "p1", "p2"])

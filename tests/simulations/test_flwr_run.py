@@ -45,6 +45,8 @@ def test_flwr_run_two_rounds_two_sites_publishes_a_private_generator(tmp_path: P
     release = card["privacy"]["feature_release"]
     assert release["sites"] == 2 and release["epsilon_of_release_alone"] == 2.5 and release["noise_multiplier"] > 0
     assert all(0.0 <= kept <= 1.0 for kept in release["shrinkage_kept"].values())
+    assert release["pixel_grid"] == 8 and release["embedding_dim"] == 2 * (8 + 16 + 32 + 8 * 8), "default pixel block + D's 3 blocks"
+    assert "8 x 8 cell statistics" in (run_dir / "MODEL_CARD.md").read_text()
     assert "g_feature_distance" in metrics.columns
     assert ledger["entries"][-1]["epsilon_after"] == pytest.approx(next(s["epsilon"] for s in card["sites"] if s["name"] == "sim-site-0"))
     generator = load_generator(run_dir)

@@ -1,0 +1,73 @@
+"""Per block of a run's feature release: how large is the class gap, and how large the release's noise?
+
+    python simulations/experiments/release_gap.py runs/<run> [--classes "No Finding" Pneumonia]
+
+For a run of ``run_experiment.py`` with feature matching, embeds the sites' training images (the run's
+``split/train.csv``, from ``$CXR_SHARED_DATA/cxr128``) in the run's frozen feature space, decodes the exact
+patient-weighted class means the sites would have released without noise, and prints, block by block, the
+squared gap between the two classes' exact means next to the squared noise on each released (noisy) mean.
+Offline analysis of numbers the server already holds plus the private images: a diagnostic, not part of a run.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file
+
+from common.conditions import load_condition_set
+from common.experiment_config import ExperimentConfig
+from common.feature_matching import FeatureMatcher, embed_in_batches, patient_class_sums
+from common.models import build_models
+from common.preprocess import to_model_range
+from common.site_data import load_labelled_images
+
+#: The run-config keys that shape the feature space (the card's training settings also hold keys that only
+#: make sense with the run's data paths, which the card leaves out).
+SPACE_KEYS = ("seed", "image-size", "latent-dim", "g-width", "d-width", "feature-statistics", "feature-pixel-grid", "feature-pixel-share")
+
+
+def block_sizes(matcher: FeatureMatcher) -> list[tuple[str, int]]:
+    """(name, length) of every block of the matcher's embedding, in order."""
+    per_channel = 2 if matcher.spec.statistics == "mean-std" else 1
+    blocks = [(f"pixels {matcher.spec.pixel_grid} x {matcher.spec.pixel_grid}", per_channel * matcher.spec.pixel_grid**2)] if matcher.spec.pixel_grid else []
+    channels = [layer.out_channels for layer in matcher.features if isinstance(layer, torch.nn.Conv2d)]
+    return blocks + [(f"D block {i + 1} ({c} channels)", per_channel * c) for i, c in enumerate(channels)]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("run", type=Path)
+    parser.add_argument("--classes", nargs=2, default=["No Finding", "Pneumonia"])
+    args = parser.parse_args()
+    card = json.loads((args.run / "model_card.json").read_text())
+    settings = {k: v for k, v in card["training"].items() if k in SPACE_KEYS}
+    settings.setdefault("feature-pixel-grid", 0)  # cards written before the pixel block existed
+    config = ExperimentConfig.from_run_config(settings)
+    conditions = load_condition_set(card["condition_set"])
+    _, discriminator = build_models(config.architecture(len(conditions.names)), seed=config.seed)
+    matcher = FeatureMatcher(discriminator.features, len(conditions.names), config.embedding_spec)
+    state = load_file(str(args.run / "checkpoint" / "checkpoint.safetensors"))
+    matcher.load_state_dict({k.removeprefix("feature_matcher."): v for k, v in state.items() if k.startswith("feature_matcher.")})
+    data = (Path(os.environ.get("CXR_SHARED_DATA", "../shared/data")) / "cxr128").resolve()
+    train = load_labelled_images(data, conditions, labels=args.run / "split" / "train.csv", image_size=config.image_size, show_progress=False)
+    embeddings = embed_in_batches(matcher.embed, to_model_range(train.images), device=torch.device("cpu"))
+    sums = patient_class_sums(embeddings, torch.from_numpy(train.conditions), train.patient_ids, len(conditions.names))
+    exact, noisy = sums[:, :-1] / sums[:, -1:], matcher.targets
+    a, b = (conditions.names.index(name) for name in args.classes)
+    print(f"| block | numbers | squared {args.classes[0]}-{args.classes[1]} gap (exact) | squared noise, {args.classes[0]} | squared noise, {args.classes[1]} | gap / noise ({args.classes[0]}) |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: |")
+    start = 0
+    for name, size in [*block_sizes(matcher), ("all", None)]:
+        cols = slice(start, start + size) if size else slice(None)
+        gap = (exact[a, cols] - exact[b, cols]).pow(2).sum().item()
+        noise_a, noise_b = ((noisy[c, cols] - exact[c, cols]).pow(2).sum().item() for c in (a, b))
+        print(f"| {name} | {size or exact.shape[1]} | {gap:.4f} | {noise_a:.4f} | {noise_b:.4f} | {gap / noise_a:.2f} |")
+        start += size or 0
+
+
+if __name__ == "__main__":
+    main()
