@@ -74,10 +74,16 @@ def embed(features: nn.Sequential, images: torch.Tensor, spec: EmbeddingSpec = E
     return torch.cat([pixels, rest], dim=1)
 
 
+def block_lengths(features: nn.Sequential, spec: EmbeddingSpec = EmbeddingSpec()) -> list[int]:
+    """Length of each block of :func:`embed`'s vectors, in order (the pixel block first, if any)."""
+    per_channel = 2 if spec.statistics == "mean-std" else 1
+    channels = [layer.out_channels for layer in features if isinstance(layer, nn.Conv2d)]
+    return [per_channel * c for c in ([spec.pixel_grid**2] if spec.pixel_grid else []) + channels]
+
+
 def embedding_dim(features: nn.Sequential, spec: EmbeddingSpec = EmbeddingSpec()) -> int:
     """Length of :func:`embed`'s vectors for these features."""
-    channels = [layer.out_channels for layer in features if isinstance(layer, nn.Conv2d)]
-    return (2 if spec.statistics == "mean-std" else 1) * (sum(channels) + spec.pixel_grid**2)
+    return sum(block_lengths(features, spec))
 
 
 def embed_in_batches(embedder: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor, *, device: torch.device, batch: int = 256) -> torch.Tensor:

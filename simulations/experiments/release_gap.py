@@ -20,7 +20,7 @@ from safetensors.torch import load_file
 
 from common.conditions import load_condition_set
 from common.experiment_config import ExperimentConfig
-from common.feature_matching import FeatureMatcher, embed_in_batches, patient_class_sums
+from common.feature_matching import FeatureMatcher, block_lengths, embed_in_batches, patient_class_sums
 from common.models import build_models
 from common.preprocess import to_model_range
 from common.site_data import load_labelled_images
@@ -30,12 +30,11 @@ from common.site_data import load_labelled_images
 SPACE_KEYS = ("seed", "image-size", "latent-dim", "g-width", "d-width", "feature-statistics", "feature-pixel-grid", "feature-pixel-share")
 
 
-def block_sizes(matcher: FeatureMatcher) -> list[tuple[str, int]]:
-    """(name, length) of every block of the matcher's embedding, in order."""
-    per_channel = 2 if matcher.spec.statistics == "mean-std" else 1
-    blocks = [(f"pixels {matcher.spec.pixel_grid} x {matcher.spec.pixel_grid}", per_channel * matcher.spec.pixel_grid**2)] if matcher.spec.pixel_grid else []
+def block_names(matcher: FeatureMatcher) -> list[str]:
+    """A name for every block of the matcher's embedding, in order."""
+    grid = matcher.spec.pixel_grid
     channels = [layer.out_channels for layer in matcher.features if isinstance(layer, torch.nn.Conv2d)]
-    return blocks + [(f"D block {i + 1} ({c} channels)", per_channel * c) for i, c in enumerate(channels)]
+    return ([f"pixels {grid} x {grid}"] if grid else []) + [f"D block {i + 1} ({c} channels)" for i, c in enumerate(channels)]
 
 
 def main() -> None:
@@ -61,7 +60,8 @@ def main() -> None:
     print(f"| block | numbers | squared {args.classes[0]}-{args.classes[1]} gap (exact) | squared noise, {args.classes[0]} | squared noise, {args.classes[1]} | gap / noise ({args.classes[0]}) |")
     print("| --- | ---: | ---: | ---: | ---: | ---: |")
     start = 0
-    for name, size in [*block_sizes(matcher), ("all", None)]:
+    blocks = zip(block_names(matcher), block_lengths(matcher.features, matcher.spec))
+    for name, size in [*blocks, ("all", None)]:
         cols = slice(start, start + size) if size else slice(None)
         gap = (exact[a, cols] - exact[b, cols]).pow(2).sum().item()
         noise_a, noise_b = ((noisy[c, cols] - exact[c, cols]).pow(2).sum().item() for c in (a, b))
