@@ -67,11 +67,11 @@ def embed(features: nn.Sequential, images: torch.Tensor, spec: EmbeddingSpec = E
             flat = h.flatten(2)  # [B, C, H*W]
             moments = [flat.mean(dim=2), flat.std(dim=2)] if spec.statistics == "mean-std" else [flat.mean(dim=2)]
             feature_blocks.append(F.normalize(torch.cat(moments, dim=1), dim=1))
-    if not spec.pixel_grid:
-        return torch.cat(feature_blocks, dim=1) / math.sqrt(len(feature_blocks))
-    pixels = F.normalize(pixel_cells(images, spec.pixel_grid, spec.statistics), dim=1) * math.sqrt(spec.pixel_share)
-    rest = torch.cat(feature_blocks, dim=1) * math.sqrt((1.0 - spec.pixel_share) / len(feature_blocks))
-    return torch.cat([pixels, rest], dim=1)
+    pixel_share = spec.pixel_share if spec.pixel_grid else 0.0
+    blocks = [torch.cat(feature_blocks, dim=1) * math.sqrt((1.0 - pixel_share) / len(feature_blocks))]
+    if spec.pixel_grid:
+        blocks.insert(0, F.normalize(pixel_cells(images, spec.pixel_grid, spec.statistics), dim=1) * math.sqrt(pixel_share))
+    return torch.cat(blocks, dim=1)
 
 
 def block_lengths(features: nn.Sequential, spec: EmbeddingSpec = EmbeddingSpec()) -> list[int]:
