@@ -1,4 +1,5 @@
-"""A published generator: ``generator.safetensors`` + ``model_card.json`` + ``MODEL_CARD.md`` + ``samples.png``.
+"""A published generator: ``generator.safetensors`` + ``model_card.json`` + ``MODEL_CARD.md`` + ``samples.png``, and
+with guided sampling (``common.guided_sampling``) the run's DP discriminator, ``discriminator.safetensors``.
 
 Weights are safetensors (never pickle); the card says what the generator was trained on, how private it is
 (per-site epsilon and delta, accountant, privacy unit) and how to rebuild it. Every file is written atomically.
@@ -16,12 +17,15 @@ from safetensors.torch import load_file, save_file
 
 from common.atomic import atomic_path, write_json_atomic, write_text_atomic
 from common.errors import ArtifactError
+from common.guided_sampling import draw
 from common.model_card import render_model_card
 from common.models import Discriminator, GanArchitecture, Generator
+from common.preprocess import to_uint8
 from common.sample_grid import save_sample_grid
 
 CARD_FORMAT = "cxr-fedsynth-generator/1"
 WEIGHTS = "generator.safetensors"
+DISCRIMINATOR = "discriminator.safetensors"
 CARD_JSON = "model_card.json"
 CARD_MD = "MODEL_CARD.md"
 SAMPLES = "samples.png"
@@ -35,6 +39,12 @@ class PublishedGenerator:
 
     generator: Generator
     card: dict
+    discriminator: Discriminator | None = None
+
+    @property
+    def sampling_keep(self) -> float:
+        """Share of candidates that guided sampling keeps (1: plain samples; cards before guided sampling)."""
+        return float(self.card.get("sampling", {}).get("keep", 1.0))
 
     @property
     def classes(self) -> list[str]:
@@ -66,18 +76,38 @@ def clean_state_dict(module: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {k.removeprefix("_module."): v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
 
 
-def publish_generator(out_dir: Path, generator: Generator, card: dict, *, samples_per_class: int = 8) -> Path:
-    """Write weights, card (JSON + Markdown) and a per-class sample grid into ``out_dir``."""
+def publish_generator(
+    out_dir: Path, generator: Generator, card: dict, *, discriminator: Discriminator | None = None, sampling_keep: float = 1.0,
+    samples_per_class: int = 8,
+) -> Path:
+    """Write weights, card (JSON + Markdown) and a per-class sample grid into ``out_dir``; with ``sampling_keep`` < 1
+    also the ``discriminator`` that guided sampling keeps the best candidates by."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     arch = generator.arch
     with atomic_path(out_dir / WEIGHTS) as tmp:
         save_file(clean_state_dict(generator), str(tmp), metadata={"format": CARD_FORMAT, "architecture": json.dumps(arch.to_dict())})
     card = {**card, "format": CARD_FORMAT, "architecture": arch.to_dict(), "weights_sha256": file_sha256(out_dir / WEIGHTS)}
-    save_sample_grid(out_dir / SAMPLES, generator, card["classes"], per_class=samples_per_class, private=card["private"])
+    card["sampling"] = {"method": "plain", "keep": 1.0}
+    if sampling_keep < 1:
+        if discriminator is None:
+            raise ArtifactError("guided sampling (sampling-keep < 1) needs the run's discriminator to publish")
+        with atomic_path(out_dir / DISCRIMINATOR) as tmp:
+            save_file(clean_state_dict(discriminator), str(tmp), metadata={"format": CARD_FORMAT})
+        card["sampling"] = {"method": "discriminator top-k", "keep": sampling_keep, "discriminator_sha256": file_sha256(out_dir / DISCRIMINATOR)}
+    published = PublishedGenerator(generator, card, discriminator if sampling_keep < 1 else None)
+    rows = [to_uint8(sample(published, name, samples_per_class, seed=i)) for i, name in enumerate(card["classes"])]
+    save_sample_grid(out_dir / SAMPLES, rows, card["classes"], private=card["private"])
     write_json_atomic(out_dir / CARD_JSON, card)
     write_text_atomic(out_dir / CARD_MD, render_model_card(card))
     return out_dir
+
+
+def _load_weights(path: Path, device: str | torch.device) -> dict[str, torch.Tensor]:
+    try:
+        return load_file(str(path), device=str(device))
+    except (SafetensorError, OSError) as exc:
+        raise ArtifactError(f"{path}: not a readable safetensors file ({exc})") from None
 
 
 def load_generator(path: Path, *, device: str | torch.device = "cpu") -> PublishedGenerator:
@@ -95,38 +125,39 @@ def load_generator(path: Path, *, device: str | torch.device = "cpu") -> Publish
         raise ArtifactError(f"{card_path}: format {card.get('format')!r} is not {CARD_FORMAT!r}; this is not a cxr-fedsynth generator")
     if file_sha256(weights_path) != card.get("weights_sha256"):
         raise ArtifactError(f"{weights_path}: SHA-256 does not match the model card; the weights were changed or damaged")
-    try:
-        state = load_file(str(weights_path), device=str(device))
-    except (SafetensorError, OSError) as exc:
-        raise ArtifactError(f"{weights_path}: not a readable safetensors file ({exc})") from None
-    generator = Generator(GanArchitecture(**card["architecture"]))
-    generator.load_state_dict(state, strict=True)
-    return PublishedGenerator(generator.to(device).eval(), card)
+    arch = GanArchitecture(**card["architecture"])
+    generator = Generator(arch)
+    generator.load_state_dict(_load_weights(weights_path, device), strict=True)
+    discriminator = None
+    if "discriminator_sha256" in card.get("sampling", {}):
+        d_path = path / DISCRIMINATOR
+        if not d_path.is_file() or file_sha256(d_path) != card["sampling"]["discriminator_sha256"]:
+            raise ArtifactError(f"{d_path}: missing or its SHA-256 does not match the model card; guided sampling needs the published discriminator")
+        discriminator = load_discriminator(d_path, arch, device=device)
+    return PublishedGenerator(generator.to(device).eval(), card, discriminator)
 
 
-def sample(published: PublishedGenerator, class_name: str, count: int, *, seed: int, batch_size: int = 256) -> torch.Tensor:
-    """``count`` images of one class in [-1, 1], [N, 1, S, S]; reproducible from ``seed``."""
+def sample(published: PublishedGenerator, class_name: str, count: int, *, seed: int, keep: float | None = None, batch_size: int = 256) -> torch.Tensor:
+    """``count`` images of one class in [-1, 1], [N, 1, S, S]; reproducible from ``seed``. ``keep`` overrides the
+    card's guided-sampling share (1: plain samples; < 1 needs the published discriminator)."""
     if class_name not in published.classes:
         raise ArtifactError(f"class {class_name!r} is not one this generator learned; choose one of {published.classes}")
+    keep = published.sampling_keep if keep is None else keep
+    if keep < 1 and published.discriminator is None:
+        raise ArtifactError(f"guided sampling (keep {keep}) needs a discriminator: this generator was published without one; use keep 1")
     label = published.classes.index(class_name)
     g = published.generator
-    device = next(g.parameters()).device
-    gen = torch.Generator(device=device).manual_seed(seed)
-    chunks = []
-    with torch.no_grad():
-        for start in range(0, count, batch_size):
-            n = min(batch_size, count - start)
-            z = torch.randn(n, g.arch.latent_dim, device=device, generator=gen)
-            chunks.append(g(z, torch.full((n,), label, device=device, dtype=torch.long)))
+    gen = torch.Generator(device=next(g.parameters()).device).manual_seed(seed)
+    chunks = [
+        draw(g, label, min(batch_size, count - start), gen=gen, keep=keep, discriminator=published.discriminator)
+        for start in range(0, count, batch_size)
+    ]
     return torch.cat(chunks) if chunks else torch.zeros(0, 1, g.arch.image_size, g.arch.image_size)
 
 
 def load_discriminator(path: Path, arch: GanArchitecture, *, device: str | torch.device = "cpu") -> Discriminator:
     """The aggregated discriminator from a server checkpoint (``discriminator.*`` keys) or a plain state dict."""
-    try:
-        state = load_file(str(path), device=str(device))
-    except (SafetensorError, OSError) as exc:
-        raise ArtifactError(f"{path}: not a readable safetensors file ({exc}); pass checkpoint/checkpoint.safetensors") from None
+    state = _load_weights(path, device)
     if any(k.startswith("discriminator.") for k in state):
         state = {k.removeprefix("discriminator."): v for k, v in state.items() if k.startswith("discriminator.")}
     discriminator = Discriminator(arch)

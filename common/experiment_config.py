@@ -15,7 +15,7 @@ from pathlib import Path
 from common.conditions import ConditionSet, load_condition_set
 from common.discriminator_training import GRAD_SAMPLE_MODES, TRAINED_LAYERS, DiscriminatorSettings
 from common.errors import ConfigError
-from common.feature_matching import STATISTICS, EmbeddingSpec
+from common.feature_matching import SHRINKAGE, STATISTICS, EmbeddingSpec
 from common.gan_losses import check_loss
 from common.generator_training import GeneratorSettings
 from common.models import GanArchitecture
@@ -87,8 +87,10 @@ class ExperimentConfig:
     feature_statistics: str = "mean-std"  # per D block: "mean" (channel means) or "mean-std" (+ spatial std)
     feature_pixel_grid: int = 8  # > 0: the release also holds the images' own cell means (and stds) on this raster
     feature_pixel_share: float = 0.2  # the pixel block's share of the embedding's squared norm (D's blocks share the rest)
-    feature_shrinkage: bool = False  # pull noisy targets towards G's own class means by their known noise (free)
+    feature_shrinkage: str = "off"  # "generator" / "pooled": noise-aware shrinkage of the decoded targets (free; feature_matching.SHRINKAGE)
     feature_release_share: float = 0.5  # the release alone costs this share of target-epsilon; DP-SGD gets the rest
+    # published generator
+    sampling_keep: float = 0.5  # < 1: guided sampling keeps this share of candidates, best-rated by the run's DP D (free); 1: plain
 
     def __post_init__(self) -> None:
         check_image_size(self.image_size)
@@ -108,6 +110,8 @@ class ExperimentConfig:
             raise ConfigError("run config feature-matching-weight must be >= 0 (0 turns feature matching off)")
         if self.feature_statistics not in STATISTICS:
             raise ConfigError(f"run config feature-statistics must be one of {STATISTICS} (got {self.feature_statistics!r})")
+        if self.feature_shrinkage not in SHRINKAGE:
+            raise ConfigError(f"run config feature-shrinkage must be one of {SHRINKAGE} (got {self.feature_shrinkage!r})")
         if not 0 <= self.feature_pixel_grid <= self.image_size // 4:
             raise ConfigError(f"run config feature-pixel-grid must be in [0, {self.image_size // 4}] (cells of at least 4 x 4 pixels; got {self.feature_pixel_grid})")
         if not 0 < self.feature_pixel_share < 1:
@@ -117,6 +121,8 @@ class ExperimentConfig:
                 f"run config feature-release-share must be in (0, 1) (got {self.feature_release_share}): the release alone "
                 "spends that share of target-epsilon and the DP-SGD rounds are planned for the rest"
             )
+        if not 0 < self.sampling_keep <= 1:
+            raise ConfigError(f"run config sampling-keep must be in (0, 1] (got {self.sampling_keep}); 1 publishes plain sampling")
         if self.g_batch_size < 2 or self.mode_seeking_weight < 0:
             raise ConfigError("run config g-batch-size must be at least 2 (pairs of latents per label) and mode-seeking-weight >= 0")
         if self.d_site_layers not in ("auto", *TRAINED_LAYERS):

@@ -28,6 +28,10 @@ FEATURE_RELEASE = "gaussian-class-feature-sums"
 #: Per block of D's features: channel means and spatial standard deviations ("mean-std"), or channel means
 #: only ("mean": half the dimensions, so half the noise energy, but worse synthetic data; docs/results.md).
 STATISTICS = ("mean", "mean-std")
+#: Noise-aware shrinkage of the decoded class means (post-processing, no privacy cost): "off"; "generator": each
+#: whole target towards G's own class mean; "pooled": per D-feature block, each class's deviation from the mean
+#: over all classes (the pixel block, which carries the class gap above the noise, stays as released).
+SHRINKAGE = ("off", "generator", "pooled")
 #: A class whose (noisy) patient count across the sites is below this gets no target: its mean is mostly noise.
 MIN_CLASS_PATIENTS = 10.0
 
@@ -136,6 +140,9 @@ class FeatureMatcher(nn.Module):
         self.patients.copy_(counts * math.sqrt(2.0))
         self.targets.copy_(released_sums[:, :-1] / counts.clamp_min(1e-6)[:, None])
 
+    def _count_column(self) -> torch.Tensor:
+        return (self.patients / math.sqrt(2.0)).clamp_min(1e-6)
+
     def shrink_towards(self, prior: torch.Tensor, table_noise_std: float) -> torch.Tensor:
         """Positive-part James-Stein: pull each class target towards ``prior`` [classes, dim] by the share of its
         distance that the release's noise explains; returns the share of each deviation kept, in [0, 1].
@@ -145,11 +152,36 @@ class FeatureMatcher(nn.Module):
         whose release is mostly noise leaves G where it is instead of pulling it towards noise. Post-processing
         of the release (the noise scale and the noisy counts are public to the server), so no privacy cost.
         """
-        count_column = (self.patients / math.sqrt(2.0)).clamp_min(1e-6)
-        noise_energy = self.targets.shape[1] * table_noise_std**2 / count_column**2
+        noise_energy = self.targets.shape[1] * table_noise_std**2 / self._count_column() ** 2
         distance = (self.targets - prior).pow(2).sum(dim=1).clamp_min(1e-12)
         kept = (1.0 - noise_energy / distance).clamp(0.0, 1.0)
         self.targets.copy_(prior + kept[:, None] * (self.targets - prior))
+        return kept
+
+    def shrink_feature_blocks_towards_pooled(self, table_noise_std: float) -> torch.Tensor:
+        """Positive-part James-Stein per block of D's features: pull each class's deviation from the pooled mean
+        (all classes' sums over all their patients, so nearly noise-free) back by the share its noise explains;
+        returns the share kept [classes, blocks], 1 for the pixel block (left as released).
+
+        The D-feature blocks hold the look of the sites' images in common to all classes (kept: the pooled mean)
+        and a class gap far below the release's noise (docs/results.md), which G would otherwise fit. Per entry,
+        deviation c = S_c (1/n_c - 1/N) - sum of the other classes' S_o / N, so its noise variance is
+        table_noise_std^2 ((1/n_c - 1/N)^2 + (classes - 1) / N^2). Post-processing: no privacy cost.
+        """
+        counts = self._count_column()
+        total = counts.sum()
+        pooled = (self.targets * counts[:, None]).sum(dim=0) / total
+        noise_var = table_noise_std**2 * ((1.0 / counts - 1.0 / total) ** 2 + (len(counts) - 1) / total**2)
+        lengths = block_lengths(self.features, self.spec)
+        kept = torch.ones(len(counts), len(lengths), device=self.targets.device)
+        start = lengths[0] if self.spec.pixel_grid else 0
+        for b in range(1 if self.spec.pixel_grid else 0, len(lengths)):
+            block = slice(start, start + lengths[b])
+            deviation = self.targets[:, block] - pooled[block]
+            distance = deviation.pow(2).sum(dim=1).clamp_min(1e-12)
+            kept[:, b] = (1.0 - lengths[b] * noise_var / distance).clamp(0.0, 1.0)
+            self.targets[:, block] = pooled[block] + kept[:, b, None] * deviation
+            start += lengths[b]
         return kept
 
     @property

@@ -26,7 +26,9 @@ def _slug(name: str) -> str:
 @click.option("--format", "fmt", type=click.Choice(["png", "dicom"]), default="png", show_default=True)
 @click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path), help="Output folder.")
 @click.option("--seed", default=0, show_default=True, type=int)
-def cli(generator_dir: Path, class_names: tuple[str, ...], count: int, fmt: str, out_dir: Path, seed: int) -> None:
+@click.option("--sampling-keep", type=click.FloatRange(0, 1, min_open=True), default=None,
+              help="Guided sampling's share of candidates kept (default: the generator's card; 1 = plain samples).")
+def cli(generator_dir: Path, class_names: tuple[str, ...], count: int, fmt: str, out_dir: Path, seed: int, sampling_keep: float | None) -> None:
     """Write COUNT synthetic images per class, plus a labels.csv naming each file's class."""
     published = load_generator(generator_dir)
     classes = list(class_names) or published.classes
@@ -34,7 +36,7 @@ def cli(generator_dir: Path, class_names: tuple[str, ...], count: int, fmt: str,
     note = "SYNTHETIC (cxr-fedsynth)" + ("" if published.private else " - NOT PRIVATE: generator trained without DP")
     rows = ["Image Index,Finding Labels,Synthetic,Generator"]
     for offset, name in enumerate(classes):
-        images = to_uint8(sample(published, name, count, seed=seed + 1_000_003 * offset))
+        images = to_uint8(sample(published, name, count, seed=seed + 1_000_003 * offset, keep=sampling_keep))
         prefix = f"synthetic_{_slug(name)}"
         if fmt == "dicom":
             files = write_synthetic_dicoms(images, out_dir, class_name=name, generator_name=published.card["run_name"], private=published.private, prefix=prefix)

@@ -19,6 +19,8 @@ def privacy_statement(card: dict) -> str:
         f"{card['privacy']['accountant']}). The generator never saw real images; it was trained only against the DP-protected "
         f"discriminator{' and the noisy class feature means the sites released once' if card['privacy'].get('feature_release') else ''}, "
         "so it inherits the guarantee by post-processing."
+        + (" The discriminator published for guided sampling is that DP-protected discriminator (the average of the sites' "
+           "DP-SGD updates), covered by the same guarantee." if "discriminator_sha256" in card.get("sampling", {}) else "")
     )
 
 
@@ -62,6 +64,7 @@ def render_model_card(card: dict) -> str:
         f"- rounds: {card['rounds_completed']} of {card['rounds_planned']} planned; loss {card['training']['loss']}",
         f"- weights: `generator.safetensors` (SHA-256 `{card.get('weights_sha256', '')[:16]}...`); load with "
         "`common.artifacts.load_generator` or sample with `cxr-generate`",
+        _sampling_line(card.get("sampling", {})),
         "",
         "## Data",
         "",
@@ -76,6 +79,22 @@ def render_model_card(card: dict) -> str:
     return "\n".join(lines)
 
 
+_SHRINKAGE_WORDS = {
+    "generator": "each towards G's own class mean",
+    "pooled": "per block of D features, towards the mean over all classes; pixel block as released",
+}
+
+
+def _sampling_line(sampling: dict) -> str:
+    if sampling.get("keep", 1.0) >= 1:
+        return "- sampling: plain (one latent draw per image)"
+    return (
+        f"- sampling: guided; of every {1 / sampling['keep']:.3g} candidates G draws, the run's DP discriminator "
+        f"(`discriminator.safetensors`, SHA-256 `{sampling['discriminator_sha256'][:16]}...`; the average of the sites' DP-SGD updates, "
+        "so publishing it is post-processing) keeps the one it rates most real and most like the asked class"
+    )
+
+
 def _release_lines(release: dict | None) -> list[str]:
     if not release:
         return []
@@ -84,8 +103,9 @@ def _release_lines(release: dict | None) -> list[str]:
         f"per-class sums of {release['embedding_dim']}-d unit-norm embeddings ({_embedding_words(release)}), sensitivity 1 per patient, "
         f"noise multiplier {release['noise_multiplier']:.3f} (epsilon {release['epsilon_of_release_alone']} alone), "
         f"{release['sites']} site(s); G matches the class means of: {', '.join(release['matched_classes']) or 'none'}",
-        *(["- share of each released class mean's deviation from G kept after noise-aware shrinkage: "
-           + ", ".join(f"{k} {v}" for k, v in release["shrinkage_kept"].items())] if release.get("shrinkage_kept") else []),
+        *([f"- noise-aware shrinkage of the released class means ({_SHRINKAGE_WORDS[release.get('shrinkage') or 'generator']}); "
+           "share of each deviation kept: " + ", ".join(f"{k} {v}" for k, v in release["shrinkage_kept"].items())]
+          if release.get("shrinkage_kept") else []),
     ]
 
 

@@ -4,12 +4,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import torch
 from PIL import Image, ImageDraw
 
 from common.atomic import atomic_path
-from common.models import Generator
-from common.preprocess import to_uint8
 
 LABEL_WIDTH = 120
 BANNER_HEIGHT = 18
@@ -32,16 +29,8 @@ def grid_image(rows: list[np.ndarray], names: list[str], *, title: str) -> Image
     return canvas
 
 
-def save_sample_grid(path: Path, generator: Generator, classes: list[str], *, per_class: int, private: bool, seed: int = 0) -> None:
-    """Write ``per_class`` samples of every class as one PNG (atomically)."""
-    device = next(generator.parameters()).device
-    gen = torch.Generator(device=device).manual_seed(seed)
-    rows = []
-    generator.eval()
-    with torch.no_grad():
-        for label in range(len(classes)):
-            z = torch.randn(per_class, generator.arch.latent_dim, device=device, generator=gen)
-            rows.append(to_uint8(generator(z, torch.full((per_class,), label, device=device, dtype=torch.long))))
+def save_sample_grid(path: Path, rows: list[np.ndarray], classes: list[str], *, private: bool) -> None:
+    """Write one row of uint8 samples [n, S, S] per class as one PNG (atomically)."""
     title = "SYNTHETIC chest X-rays (cxr-fedsynth)" + ("" if private else " - NOT PRIVATE: trained without DP")
     with atomic_path(Path(path)) as tmp:
         grid_image(rows, classes, title=title).save(tmp, format="PNG")

@@ -155,7 +155,8 @@ def run_audit(request: AuditRequest, policy: Policy) -> dict:
             dcr = distance_to_closest_record(feats["pixel"]["generated"][g], feats["pixel"]["train"][t], feats["pixel"]["non_members"][h], seed=request.seed).to_dict()
             distance["per_class"][name] = {k: v for k, v in dcr.items() if k not in ("synthetic_to_train", "holdout_to_train")}
 
-    discriminator = load_discriminator(request.discriminator, published.generator.arch) if request.discriminator else None
+    # The white-box attack uses the D given, else the one published for guided sampling (what anyone can use).
+    discriminator = load_discriminator(request.discriminator, published.generator.arch) if request.discriminator else published.discriminator
     scores = _attack_scores(data, feats, discriminator)
     patients = data.train.patient_ids + data.non_members.patient_ids
     membership = np.concatenate([np.ones(len(data.train.records)), np.zeros(len(data.non_members.records))])

@@ -26,7 +26,7 @@ def cli() -> None:
 @click.option("--holdout", "holdout_dir", required=True, type=click.Path(path_type=Path), help="Images of other patients, same distribution (non-members).")
 @click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path), help="Folder for report.html and report.json.")
 @click.option("--policy", "policy_path", type=click.Path(path_type=Path), default=None, help="Policy YAML (default: the policy in the README).")
-@click.option("--discriminator", type=click.Path(path_type=Path), default=None, help="Aggregated discriminator (checkpoint/checkpoint.safetensors) for the white-box LOGAN attack.")
+@click.option("--discriminator", type=click.Path(path_type=Path), default=None, help="Aggregated discriminator (checkpoint/checkpoint.safetensors) for the white-box LOGAN attack (default: the one published with the generator for guided sampling, if any).")
 @click.option("--samples", default=1000, show_default=True, type=click.IntRange(10), help="Generated images to draw.")
 @click.option("--synthetic", "synthetic_dir", type=click.Path(path_type=Path), default=None, help="Audit this folder of synthetic images (with labels.csv) instead of sampling.")
 @click.option("--train-labels", type=click.Path(path_type=Path), default=None)

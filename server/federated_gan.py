@@ -182,9 +182,12 @@ class FederatedGanServer:
             raise CxrError(f"feature release: {len(tables)} site(s) released, min-sites is {self.config.min_sites}; see the sites' logs")
         space.set_targets(torch.stack(tables).sum(dim=0))
         kept = None
-        if self.config.dp and self.config.feature_shrinkage:
+        if self.config.dp and self.config.feature_shrinkage != "off":
             table_noise_std = self.config.release_noise_multiplier * len(tables) ** 0.5
-            kept = space.shrink_towards(self._generator_class_means(space), table_noise_std)
+            if self.config.feature_shrinkage == "generator":
+                kept = space.shrink_towards(self._generator_class_means(space), table_noise_std)[:, None]
+            else:
+                kept = space.shrink_feature_blocks_towards_pooled(table_noise_std)
         self.matcher = space
         patients = dict(zip(self.conditions.names, (round(float(n), 1) for n in self.matcher.patients)))
         matched = [name for name, ok in zip(self.conditions.names, self.matcher.matched_classes.tolist()) if ok]
@@ -198,11 +201,12 @@ class FederatedGanServer:
             "pixel_share": self.config.feature_pixel_share if self.config.feature_pixel_grid else None,
             "noisy_patients_per_class": patients,
             "matched_classes": matched,
-            "shrinkage_kept": None if kept is None else dict(zip(self.conditions.names, (round(float(k), 3) for k in kept))),
+            "shrinkage": self.config.feature_shrinkage if kept is not None else None,
+            "shrinkage_kept": None if kept is None else {name: [round(float(k), 3) for k in row] for name, row in zip(self.conditions.names, kept)},
         }
         log.info("feature release: %d site(s); noisy patients per class %s; matching %s (classes under %.0f patients are not "
-                 "matched); share of each target's deviation from G kept after shrinkage %s", len(tables), patients, matched,
-                 MIN_CLASS_PATIENTS, self.feature_release["shrinkage_kept"])
+                 "matched); shrinkage %s, share of each target's deviation kept (per block) %s", len(tables), patients, matched,
+                 MIN_CLASS_PATIENTS, self.config.feature_shrinkage, self.feature_release["shrinkage_kept"])
 
     def _generator_class_means(self, space: FeatureMatcher, per_class: int = 256) -> torch.Tensor:
         """G's current mean embedding per class (no real data: a public prior for the shrinkage)."""
@@ -310,7 +314,9 @@ class FederatedGanServer:
                 f"run {self.run_name}: no round trained (every site refused or failed; see {self.run_dir / 'metrics.csv'}); "
                 "nothing was published"
             )
-        published = publish_generator(self.run_dir, self.g_trainer.published(), self.model_card())
+        published = publish_generator(
+            self.run_dir, self.g_trainer.published(), self.model_card(), discriminator=self.discriminator, sampling_keep=c.sampling_keep
+        )
         log.info("published generator: %s", published)
         return published
 

@@ -23,6 +23,10 @@ from common.evaluation.report_html import render_evaluation
 @click.option("--train-labels", type=click.Path(path_type=Path), default=None)
 @click.option("--test-labels", type=click.Path(path_type=Path), default=None)
 @click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--sampling-keep", type=click.FloatRange(0, 1, min_open=True), default=None,
+              help="Guided sampling's share of candidates kept (default: the generator's card; 1 = plain samples).")
+@click.option("--discriminator", type=click.Path(path_type=Path), default=None,
+              help="The run's discriminator (checkpoint/checkpoint.safetensors) to guide a generator published without one.")
 def cli(out_dir: Path, **options) -> None:
     """Write evaluation.json and evaluation.html."""
     result = run_evaluation(EvaluationRequest(**options))

@@ -2,12 +2,12 @@
 classifier trained directly on the real images with DP-SGD at the generator's epsilon; plus fidelity."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
-from common.artifacts import PublishedGenerator, load_generator, sample
+from common.artifacts import PublishedGenerator, load_discriminator, load_generator, sample
 from common.conditions import load_condition_set
 from common.errors import DataError
 from common.evaluation import fidelity
@@ -31,6 +31,8 @@ class EvaluationRequest:
     samples_per_class: int = 400
     epochs: int = 8
     seed: int = 0
+    sampling_keep: float | None = None
+    discriminator: Path | None = None
     cache_dir: Path | None = None
     show_progress: bool = True
 
@@ -38,6 +40,9 @@ class EvaluationRequest:
 def run_evaluation(request: EvaluationRequest) -> dict:
     """Every utility and fidelity figure, JSON-ready, plus the image arrays the HTML shows."""
     published = load_generator(request.generator_dir)
+    if request.discriminator is not None:
+        published = replace(published, discriminator=load_discriminator(request.discriminator, published.generator.arch))
+    keep = published.sampling_keep if request.sampling_keep is None else request.sampling_keep
     classes = published.classes
     conditions = load_condition_set(published.card["condition_set"])
     size = published.generator.arch.image_size
@@ -46,7 +51,7 @@ def run_evaluation(request: EvaluationRequest) -> dict:
     overlap = set(train.patient_ids) & set(test.patient_ids)
     if overlap:
         raise DataError(f"{request.real_test}: {len(overlap)} patient(s) also in --real-train (e.g. {sorted(overlap)[0]}); test on other patients")
-    synthetic = np.concatenate([to_uint8(sample(published, c, request.samples_per_class, seed=request.seed + i)) for i, c in enumerate(classes)])
+    synthetic = np.concatenate([to_uint8(sample(published, c, request.samples_per_class, seed=request.seed + i, keep=keep)) for i, c in enumerate(classes)])
     synthetic_labels = np.repeat(np.arange(len(classes)), request.samples_per_class)
     settings = TrainSettings(epochs=request.epochs, seed=request.seed)
 
@@ -75,7 +80,7 @@ def run_evaluation(request: EvaluationRequest) -> dict:
         histograms[name] = {"synthetic": fidelity.intensity_histogram(syn_c), "real": fidelity.intensity_histogram(real_c) if len(real_c) else []}
     report = {
         "generator": {"path": str(request.generator_dir), "run_name": published.card.get("run_name"), "private": published.private, "claimed_epsilon": published.claimed_epsilon, "weights_sha256": published.card.get("weights_sha256")},
-        "data": {"train_images": len(train.records), "train_patients": len(set(train.patient_ids)), "test_images": len(test.records), "test_patients": len(set(test.patient_ids)), "synthetic_per_class": request.samples_per_class},
+        "data": {"train_images": len(train.records), "train_patients": len(set(train.patient_ids)), "test_images": len(test.records), "test_patients": len(set(test.patient_ids)), "synthetic_per_class": request.samples_per_class, "sampling_keep": keep},
         "classes": classes,
         "classifiers": results,
         "baseline_verdict": baseline_note,

@@ -33,6 +33,11 @@ def test_unknown_key_and_wrong_type_are_refused() -> None:
         ExperimentConfig.from_run_config({"feature-matching-weight": 1.0, "feature-release-share": 1.0})
     with pytest.raises(ConfigError, match=r"feature-pixel-grid must be in \[0, 16\]"):
         ExperimentConfig.from_run_config({"image-size": 64, "feature-pixel-grid": 32})
+    with pytest.raises(ConfigError, match=r"feature-shrinkage must be one of \('off', 'generator', 'pooled'\)"):
+        ExperimentConfig.from_run_config({"feature-shrinkage": "on"})
+    for keep in (0.0, 1.5):
+        with pytest.raises(ConfigError, match=r"sampling-keep must be in \(0, 1\]"):
+            ExperimentConfig.from_run_config({"sampling-keep": keep})
 
 
 def test_feature_matching_runs_only_with_public_pretraining() -> None:

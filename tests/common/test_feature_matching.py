@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from common.feature_matching import (
-    MIN_CLASS_PATIENTS, EmbeddingSpec, FeatureMatcher, add_release_noise, embed, embedding_dim, patient_class_sums, pixel_cells,
+    MIN_CLASS_PATIENTS, EmbeddingSpec, FeatureMatcher, add_release_noise, block_lengths, embed, embedding_dim, patient_class_sums, pixel_cells,
 )
 from common.generator_training import GeneratorSettings, GeneratorTrainer
 from common.models import GanArchitecture, build_models
@@ -105,6 +105,32 @@ def test_shrinkage_keeps_clean_targets_and_drops_pure_noise() -> None:
     assert kept[0].item() == pytest.approx(1 - energy / 0.25, rel=1e-4) and kept[2].item() == 0.0
     assert matcher.targets[2].abs().max().item() == 0.0, "a class buried in noise stays at the prior"
     assert matcher.targets[0, 0].item() == pytest.approx(0.5 * kept[0].item(), rel=1e-4)
+
+
+def test_pooled_shrinkage_pulls_noisy_feature_blocks_to_the_pooled_mean_and_keeps_the_pixel_block() -> None:
+    spec = EmbeddingSpec("mean-std", pixel_grid=4)
+    matcher = FeatureMatcher(build_models(ARCH, seed=0)[1].features, 3, spec)
+    lengths = block_lengths(matcher.features, spec)
+    counts = torch.tensor([200.0, 80.0, 30.0])
+    exact = torch.full((3, sum(lengths)), 0.05)  # the look all classes share
+    exact[0, : lengths[0]] += 0.2  # a class gap in the pixel block only
+    table = torch.cat([exact * counts[:, None], counts[:, None]], dim=1) / math.sqrt(2)
+    matcher.set_targets(table.clone())
+    assert torch.equal(matcher.shrink_feature_blocks_towards_pooled(0.0), torch.ones(3, len(lengths))), "no noise: all kept"
+    assert torch.allclose(matcher.targets, exact, atol=1e-6)
+
+    noise_std = 1.0
+    matcher.set_targets(add_release_noise(table, noise_std, seed=5))
+    released = matcher.targets.clone()
+    kept = matcher.shrink_feature_blocks_towards_pooled(noise_std)
+    pixels = slice(0, lengths[0])
+    assert torch.equal(kept[:, 0], torch.ones(3)) and torch.equal(matcher.targets[:, pixels], released[:, pixels])
+    assert (kept[:, 1:] < 0.5).all(), f"the D blocks hold no class gap, only noise: most of it goes ({kept})"
+    features = slice(lengths[0], None)
+    error_before = (released[:, features] - exact[:, features]).pow(2).sum(dim=1)
+    error_after = (matcher.targets[:, features] - exact[:, features]).pow(2).sum(dim=1)
+    assert error_after.sum() < 0.5 * error_before.sum(), f"shrinkage removes most of the noise ({error_before} -> {error_after})"
+    assert (error_after[1:] < 0.5 * error_before[1:]).all(), "above all on the small, noisy classes"
 
 
 def test_release_noise_has_the_planned_scale_and_fresh_draws() -> None:

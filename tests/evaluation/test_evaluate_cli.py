@@ -7,20 +7,29 @@ import subprocess
 import sys
 from pathlib import Path
 
+from safetensors.torch import save_file
+
+from common.models import GanArchitecture, build_models
 from tests.privacy_audit.audit_fixtures import patient_groups, site_folder, tiny_generator
 
 
 def test_evaluate_untrained_generator_against_real_patients(cxr128_dir: Path, tmp_path: Path) -> None:
     train, test = patient_groups(cxr128_dir, [240, 120], seed=3)
+    # A generator published without a discriminator, guided at evaluation time by one in the server checkpoint's layout.
+    _, discriminator = build_models(GanArchitecture(image_size=32, num_classes=4, latent_dim=8, g_width=8), seed=1)
+    checkpoint = tmp_path / "checkpoint.safetensors"
+    save_file({f"discriminator.{k}": v.contiguous() for k, v in discriminator.state_dict().items()}, str(checkpoint))
     args = [
         "--generator", str(tiny_generator(tmp_path / "gen")),
         "--real-train", str(site_folder(cxr128_dir, train, tmp_path / "train")),
         "--real-test", str(site_folder(cxr128_dir, test, tmp_path / "test")),
         "--out", str(tmp_path / "out"), "--samples-per-class", "40", "--epochs", "4",
+        "--discriminator", str(checkpoint), "--sampling-keep", "0.5",
     ]
     result = subprocess.run([sys.executable, "-c", "from common.evaluation.cli import main; main()", *args], capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads((tmp_path / "out" / "evaluation.json").read_text())
+    assert report["data"]["sampling_keep"] == 0.5
     classifiers = report["classifiers"]
     trtr = classifiers["TRTR (train real, test real)"]
     tstr = classifiers["TSTR (train synthetic, test real)"]

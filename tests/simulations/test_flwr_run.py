@@ -23,7 +23,7 @@ def test_flwr_run_two_rounds_two_sites_publishes_a_private_generator(tmp_path: P
     run_config = (
         f"num-server-rounds=2 output-dir='{out}' run-name='e2e' image-size=32 phantom-patients=40 "
         f"local-steps=2 g-steps=2 batch-size=4 g-batch-size=8 g-width=8 d-width=8 latent-dim=16 cache-dir='{tmp_path / 'cache'}' "
-        f"public-data='{public}' public-steps=2 public-batch-size=4 feature-matching-weight=10.0 feature-release-share=0.25 feature-shrinkage=true"
+        f"public-data='{public}' public-steps=2 public-batch-size=4 feature-matching-weight=10.0 feature-release-share=0.25 feature-shrinkage='pooled'"
     )
     with simulation_superlink(tmp_path / "flwr-home") as superlink:
         result = superlink.flwr(
@@ -44,10 +44,12 @@ def test_flwr_run_two_rounds_two_sites_publishes_a_private_generator(tmp_path: P
     assert [(e["round"], e["mechanism"]) for e in ledger["entries"]] == [(0, "gaussian-class-feature-sums"), (1, "dp-sgd"), (2, "dp-sgd")]
     release = card["privacy"]["feature_release"]
     assert release["sites"] == 2 and release["epsilon_of_release_alone"] == 2.5 and release["noise_multiplier"] > 0
-    assert all(0.0 <= kept <= 1.0 for kept in release["shrinkage_kept"].values())
+    assert release["shrinkage"] == "pooled" and all(0.0 <= k <= 1.0 for row in release["shrinkage_kept"].values() for k in row)
+    assert all(row[0] == 1.0 for row in release["shrinkage_kept"].values()), "the pixel block is left as released"
     assert release["pixel_grid"] == 8 and release["embedding_dim"] == 2 * (8 + 16 + 32 + 8 * 8), "default pixel block + D's 3 blocks"
     assert "8 x 8 cell statistics" in (run_dir / "MODEL_CARD.md").read_text()
     assert "g_feature_distance" in metrics.columns
     assert ledger["entries"][-1]["epsilon_after"] == pytest.approx(next(s["epsilon"] for s in card["sites"] if s["name"] == "sim-site-0"))
     generator = load_generator(run_dir)
+    assert card["sampling"]["keep"] == 0.5 and generator.discriminator is not None, "default: guided sampling with the run's D"
     assert sample(generator, "COVID-19", 2, seed=0).shape == (2, 1, 32, 32)
