@@ -173,15 +173,14 @@ class FeatureMatcher(nn.Module):
         pooled = (self.targets * counts[:, None]).sum(dim=0) / total
         noise_var = table_noise_std**2 * ((1.0 / counts - 1.0 / total) ** 2 + (len(counts) - 1) / total**2)
         lengths = block_lengths(self.features, self.spec)
+        offsets = np.cumsum([0, *lengths])
         kept = torch.ones(len(counts), len(lengths), device=self.targets.device)
-        start = lengths[0] if self.spec.pixel_grid else 0
         for b in range(1 if self.spec.pixel_grid else 0, len(lengths)):
-            block = slice(start, start + lengths[b])
+            block = slice(offsets[b], offsets[b + 1])
             deviation = self.targets[:, block] - pooled[block]
             distance = deviation.pow(2).sum(dim=1).clamp_min(1e-12)
             kept[:, b] = (1.0 - lengths[b] * noise_var / distance).clamp(0.0, 1.0)
             self.targets[:, block] = pooled[block] + kept[:, b, None] * deviation
-            start += lengths[b]
         return kept
 
     @property

@@ -37,6 +37,12 @@ class EvaluationRequest:
     show_progress: bool = True
 
 
+def synthetic_set(published: PublishedGenerator, per_class: int, *, seed: int, keep: float) -> tuple[np.ndarray, np.ndarray]:
+    """``per_class`` uint8 samples of every class [N, S, S] and their class indices, as ``cxr-evaluate`` draws them."""
+    images = np.concatenate([to_uint8(sample(published, c, per_class, seed=seed + i, keep=keep)) for i, c in enumerate(published.classes)])
+    return images, np.repeat(np.arange(len(published.classes)), per_class)
+
+
 def run_evaluation(request: EvaluationRequest) -> dict:
     """Every utility and fidelity figure, JSON-ready, plus the image arrays the HTML shows."""
     published = load_generator(request.generator_dir)
@@ -51,8 +57,7 @@ def run_evaluation(request: EvaluationRequest) -> dict:
     overlap = set(train.patient_ids) & set(test.patient_ids)
     if overlap:
         raise DataError(f"{request.real_test}: {len(overlap)} patient(s) also in --real-train (e.g. {sorted(overlap)[0]}); test on other patients")
-    synthetic = np.concatenate([to_uint8(sample(published, c, request.samples_per_class, seed=request.seed + i, keep=keep)) for i, c in enumerate(classes)])
-    synthetic_labels = np.repeat(np.arange(len(classes)), request.samples_per_class)
+    synthetic, synthetic_labels = synthetic_set(published, request.samples_per_class, seed=request.seed, keep=keep)
     settings = TrainSettings(epochs=request.epochs, seed=request.seed)
 
     with steps(3, "training the TSTR, TRTR and DP-SGD classifiers", enabled=request.show_progress) as advance:

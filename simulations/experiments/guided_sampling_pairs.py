@@ -17,14 +17,12 @@ import statistics
 from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
-
-from common.artifacts import load_discriminator, load_generator, sample
+from common.artifacts import load_discriminator, load_generator
 from common.conditions import load_condition_set
 from common.evaluation.classifier import TrainSettings, predict_proba, train_classifier
+from common.evaluation.evaluate import synthetic_set
 from common.evaluation.fidelity import within_class_diversity
 from common.evaluation.utility import classification_metrics
-from common.preprocess import to_uint8
 from common.site_data import load_labelled_images
 
 SAMPLES_PER_CLASS = 400
@@ -33,8 +31,7 @@ SAMPLES_PER_CLASS = 400
 def tstr(published, test, keep: float, seed: int) -> tuple[float, float, list[float]]:
     """TSTR pneumonia-vs-normal and macro AUROC, and per-class diversity, for one keep and seed."""
     classes = published.classes
-    images = np.concatenate([to_uint8(sample(published, c, SAMPLES_PER_CLASS, seed=seed + i, keep=keep)) for i, c in enumerate(classes)])
-    labels = np.repeat(np.arange(len(classes)), SAMPLES_PER_CLASS)
+    images, labels = synthetic_set(published, SAMPLES_PER_CLASS, seed=seed, keep=keep)
     model = train_classifier(images, labels, len(classes), TrainSettings(seed=seed))
     metrics = classification_metrics(predict_proba(model, test.images), test.conditions, classes, seed=seed)
     diversity = [within_class_diversity(images[labels == i], seed=seed) for i in range(len(classes))]
