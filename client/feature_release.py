@@ -74,7 +74,7 @@ def run_feature_release(
     device = pick_device(config.device)
     space = feature_space(config, space_weights).to(device)
     embeddings = embed_in_batches(space.embed, to_model_range(data.images), device=device)
-    sums = patient_class_sums(embeddings, torch.from_numpy(data.conditions), data.patient_ids, len(space.patients))
+    sums = patient_class_sums(embeddings, torch.from_numpy(data.conditions), data.patient_ids, len(space.patients), count_share=space.count_share)
     metrics = {"num-examples": float(patients), "num-images": float(len(data.records))}
     if config.dp:
         sums = add_release_noise(sums, noise, seed=secrets.randbits(62))

@@ -87,6 +87,7 @@ class ExperimentConfig:
     feature_statistics: str = "mean-std"  # per D block: "mean" (channel means) or "mean-std" (+ spatial std)
     feature_pixel_grid: int = 8  # > 0: the release also holds the images' own cell means (and stds) on this raster
     feature_pixel_share: float = 0.2  # the pixel block's share of the embedding's squared norm (D's blocks share the rest)
+    feature_count_share: float = 0.5  # the patient count's share of a release row; 0 = 1 / (1 + sqrt(dim)), the means' least noise
     feature_shrinkage: str = "off"  # "generator" / "pooled": noise-aware shrinkage of the decoded targets (free; feature_matching.SHRINKAGE)
     feature_release_share: float = 0.5  # the release alone costs this share of target-epsilon; DP-SGD gets the rest
     # published generator
@@ -116,6 +117,8 @@ class ExperimentConfig:
             raise ConfigError(f"run config feature-pixel-grid must be in [0, {self.image_size // 4}] (cells of at least 4 x 4 pixels; got {self.feature_pixel_grid})")
         if not 0 < self.feature_pixel_share < 1:
             raise ConfigError(f"run config feature-pixel-share must be in (0, 1) (got {self.feature_pixel_share})")
+        if not 0 <= self.feature_count_share < 1:
+            raise ConfigError(f"run config feature-count-share must be in [0, 1) (got {self.feature_count_share}); 0 picks the optimum for the embedding's size")
         if not 0 < self.feature_release_share < 1:
             raise ConfigError(
                 f"run config feature-release-share must be in (0, 1) (got {self.feature_release_share}): the release alone "
@@ -194,7 +197,7 @@ class ExperimentConfig:
     @property
     def embedding_spec(self) -> EmbeddingSpec:
         """What the feature release embeds (``common.feature_matching.embed``)."""
-        return EmbeddingSpec(self.feature_statistics, self.feature_pixel_grid, self.feature_pixel_share)
+        return EmbeddingSpec(self.feature_statistics, self.feature_pixel_grid, self.feature_pixel_share, self.feature_count_share)
 
     @property
     def matches_features(self) -> bool:

@@ -6,9 +6,9 @@ releases the sums once with Gaussian noise. The server adds up the sites' sums a
 embedding of each class of its samples match.
 
 Sensitivity: every image's embedding is clipped to norm at most 1 (the embeddings are unit-norm already), its
-row is ``[embedding, 1] / sqrt(2)`` (norm at most 1) and a patient's m images each weigh 1/m, so adding or
-removing one patient moves the [classes x (dim + 1)] table by at most 1 in L2 norm, whatever the classes of its
-images. The release is the Gaussian mechanism at that sensitivity: in the RDP accountant it
+row is ``[sqrt(1 - s) embedding, sqrt(s)]`` (norm at most 1; s = :func:`count_share`) and a patient's m images each
+weigh 1/m, so adding or removing one patient moves the [classes x (dim + 1)] table by at most 1 in L2 norm,
+whatever the classes of its images. The release is the Gaussian mechanism at that sensitivity: in the RDP accountant it
 is one step at sample rate 1 with the release's noise multiplier, composed with the site's DP-SGD rounds.
 """
 from __future__ import annotations
@@ -32,8 +32,10 @@ STATISTICS = ("mean", "mean-std")
 #: whole target towards G's own class mean; "pooled": per D-feature block, each class's deviation from the mean
 #: over all classes (the pixel block, which carries the class gap above the noise, stays as released).
 SHRINKAGE = ("off", "generator", "pooled")
-#: A class whose (noisy) patient count across the sites is below this gets no target: its mean is mostly noise.
+#: A class gets a target only when its released patient count, less MATCH_CONFIDENCE_Z times the count's noise
+#: std, is at least this: its mean would be mostly noise otherwise (and a class of 3 patients must not pass on noise).
 MIN_CLASS_PATIENTS = 10.0
+MATCH_CONFIDENCE_Z = 3.0
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,7 @@ class EmbeddingSpec:
     statistics: str = "mean-std"
     pixel_grid: int = 0
     pixel_share: float = 0.2
+    count_share: float = 0.5  # share of a release row's squared norm spent on the patient count; 0 = optimal_count_share
 
 
 def pixel_cells(images: torch.Tensor, grid: int, statistics: str = "mean-std") -> torch.Tensor:
@@ -90,22 +93,44 @@ def embedding_dim(features: nn.Sequential, spec: EmbeddingSpec = EmbeddingSpec()
     return sum(block_lengths(features, spec))
 
 
+def optimal_count_share(dim: int) -> float:
+    """The count's share of a release row that minimises the decoded class means' expected noise energy.
+
+    A class mean is (feature sums / sqrt(1 - s)) / (count / sqrt(s)): the feature sums' noise adds
+    dim sigma^2 / ((1 - s) n^2), the count's noise rescales a mean of norm <= 1 by about sigma / (sqrt(s) n),
+    adding at most sigma^2 / (s n^2). The sum is smallest at s = 1 / (1 + sqrt(dim)): 0.04 for 608 numbers,
+    where an equal split (s = 1/2) spends half of the release on one number per class and nearly doubles the means' noise.
+    """
+    return 1.0 / (1.0 + math.sqrt(dim))
+
+
+def count_share(spec: EmbeddingSpec, dim: int) -> float:
+    """The count's share of a release row for embeddings of ``dim`` numbers: ``spec.count_share``, or the optimum when 0."""
+    return spec.count_share or optimal_count_share(dim)
+
+
 def embed_in_batches(embedder: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor, *, device: torch.device, batch: int = 256) -> torch.Tensor:
     """``embedder`` over ``images`` (on CPU) in batches on ``device``, without gradients; the result is on CPU."""
     with torch.no_grad():
         return torch.cat([embedder(images[i : i + batch].to(device)).cpu() for i in range(0, len(images), batch)])
 
 
-def patient_class_sums(embeddings: torch.Tensor, labels: torch.Tensor, patient_ids: list[str], num_classes: int) -> torch.Tensor:
-    """[classes, dim + 1] sums of ``[embedding, 1] / sqrt(2)`` rows, each patient's images weighing 1 / its count.
+def patient_class_sums(
+    embeddings: torch.Tensor, labels: torch.Tensor, patient_ids: list[str], num_classes: int, *, count_share: float
+) -> torch.Tensor:
+    """[classes, dim + 1] sums of ``[sqrt(1 - count_share) embedding, sqrt(count_share)]`` rows, each patient's
+    images weighing 1 / its count.
 
     Embeddings are clipped to norm 1 first, so the sensitivity bound holds whatever embedding is passed in.
     """
+    if not 0 < count_share < 1:
+        raise ValueError(f"count_share must be in (0, 1) (got {count_share})")
     embeddings = embeddings * embeddings.norm(dim=1, keepdim=True).clamp_min(1.0).reciprocal()
     _, patient_index = np.unique(np.asarray(patient_ids), return_inverse=True)
     images_per_patient = np.bincount(patient_index)
     weights = torch.as_tensor(1.0 / images_per_patient[patient_index], dtype=embeddings.dtype, device=embeddings.device)
-    rows = torch.cat([embeddings, torch.ones_like(embeddings[:, :1])], dim=1) / math.sqrt(2.0)
+    count = torch.full_like(embeddings[:, :1], math.sqrt(count_share))
+    rows = torch.cat([embeddings * math.sqrt(1.0 - count_share), count], dim=1)
     sums = torch.zeros(num_classes, rows.shape[1], dtype=rows.dtype, device=rows.device)
     return sums.index_add_(0, labels.long(), rows * weights[:, None])
 
@@ -129,30 +154,42 @@ class FeatureMatcher(nn.Module):
         self.spec = spec
         self.register_buffer("targets", torch.zeros(num_classes, embedding_dim(features, spec)))
         self.register_buffer("patients", torch.zeros(num_classes))
+        self.register_buffer("matched", torch.zeros(num_classes, dtype=torch.bool))
+
+    @property
+    def count_share(self) -> float:
+        """The count's share of each release row (:func:`count_share` of this space)."""
+        return count_share(self.spec, self.targets.shape[1])
 
     def embed(self, images: torch.Tensor) -> torch.Tensor:
         """Unit-norm embeddings [B, dim] of images in [-1, 1]."""
         return embed(self.features, images, self.spec)
 
-    def set_targets(self, released_sums: torch.Tensor) -> None:
-        """Targets from the sum of the sites' released tables: class mean = feature sums / count column."""
-        counts = released_sums[:, -1]
-        self.patients.copy_(counts * math.sqrt(2.0))
-        self.targets.copy_(released_sums[:, :-1] / counts.clamp_min(1e-6)[:, None])
+    def set_targets(self, released_sums: torch.Tensor, table_noise_std: float = 0.0) -> None:
+        """Targets from the sum of the sites' released tables: class mean = (feature sums / sqrt(1 - s)) / patients,
+        patients = count column / sqrt(s). ``table_noise_std`` (the std of each entry of the summed tables; 0 for
+        exact tables) sets which classes are matched: those whose count is :data:`MIN_CLASS_PATIENTS` or more with
+        :data:`MATCH_CONFIDENCE_Z` standard deviations of the count's noise to spare."""
+        share = self.count_share
+        self.patients.copy_(released_sums[:, -1] / math.sqrt(share))
+        self.targets.copy_(released_sums[:, :-1] / math.sqrt(1.0 - share) / self.patients.clamp_min(1e-6)[:, None])
+        count_noise_std = table_noise_std / math.sqrt(share)
+        self.matched.copy_(self.patients >= MIN_CLASS_PATIENTS + MATCH_CONFIDENCE_Z * count_noise_std)
 
-    def _count_column(self) -> torch.Tensor:
-        return (self.patients / math.sqrt(2.0)).clamp_min(1e-6)
+    def _noise_scale(self) -> torch.Tensor:
+        """Per class, the divisor that turns a table entry's noise std into the decoded mean's: sqrt(1 - s) patients."""
+        return (self.patients * math.sqrt(1.0 - self.count_share)).clamp_min(1e-6)
 
     def shrink_towards(self, prior: torch.Tensor, table_noise_std: float) -> torch.Tensor:
         """Positive-part James-Stein: pull each class target towards ``prior`` [classes, dim] by the share of its
         distance that the release's noise explains; returns the share of each deviation kept, in [0, 1].
 
-        A decoded mean carries noise of energy dim * table_noise_std^2 / count_column^2 (``table_noise_std``: the
-        std of each entry of the summed tables). With the prior = G's own class means before matching, a class
+        A decoded mean carries noise of energy dim * table_noise_std^2 / ((1 - s) patients^2) (``table_noise_std``:
+        the std of each entry of the summed tables). With the prior = G's own class means before matching, a class
         whose release is mostly noise leaves G where it is instead of pulling it towards noise. Post-processing
         of the release (the noise scale and the noisy counts are public to the server), so no privacy cost.
         """
-        noise_energy = self.targets.shape[1] * table_noise_std**2 / self._count_column() ** 2
+        noise_energy = self.targets.shape[1] * table_noise_std**2 / self._noise_scale() ** 2
         distance = (self.targets - prior).pow(2).sum(dim=1).clamp_min(1e-12)
         kept = (1.0 - noise_energy / distance).clamp(0.0, 1.0)
         self.targets.copy_(prior + kept[:, None] * (self.targets - prior))
@@ -165,10 +202,10 @@ class FeatureMatcher(nn.Module):
 
         The D-feature blocks hold the look of the sites' images in common to all classes (kept: the pooled mean)
         and a class gap far below the release's noise (docs/results.md), which G would otherwise fit. Per entry,
-        deviation c = S_c (1/n_c - 1/N) - sum of the other classes' S_o / N, so its noise variance is
-        table_noise_std^2 ((1/n_c - 1/N)^2 + (classes - 1) / N^2). Post-processing: no privacy cost.
+        deviation c = S_c (1/n_c - 1/N) - sum of the other classes' S_o / N (n: :meth:`_noise_scale`), so its noise
+        variance is table_noise_std^2 ((1/n_c - 1/N)^2 + (classes - 1) / N^2). Post-processing: no privacy cost.
         """
-        counts = self._count_column()
+        counts = self._noise_scale()
         total = counts.sum()
         pooled = (self.targets * counts[:, None]).sum(dim=0) / total
         noise_var = table_noise_std**2 * ((1.0 / counts - 1.0 / total) ** 2 + (len(counts) - 1) / total**2)
@@ -185,8 +222,8 @@ class FeatureMatcher(nn.Module):
 
     @property
     def matched_classes(self) -> torch.Tensor:
-        """Classes with a target (enough patients across the sites)."""
-        return self.patients >= MIN_CLASS_PATIENTS
+        """Classes with a target (enough patients across the sites, beyond the count's noise; :meth:`set_targets`)."""
+        return self.matched
 
     def loss(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """Unbiased estimate of sum_c ||mean embedding of G's class-c samples - target_c||^2.

@@ -100,13 +100,18 @@ def _release_lines(release: dict | None) -> list[str]:
         return []
     return [
         f"- feature release (once per site, composed with the DP-SGD rounds in epsilon above): Gaussian mechanism on the "
-        f"per-class sums of {release['embedding_dim']}-d unit-norm embeddings ({_embedding_words(release)}), sensitivity 1 per patient, "
+        f"per-class sums of {release['embedding_dim']}-d unit-norm embeddings ({_embedding_words(release)}){_count_words(release)}, sensitivity 1 per patient, "
         f"noise multiplier {release['noise_multiplier']:.3f} (epsilon {release['epsilon_of_release_alone']} alone), "
         f"{release['sites']} site(s); G matches the class means of: {', '.join(release['matched_classes']) or 'none'}",
         *([f"- noise-aware shrinkage of the released class means ({_SHRINKAGE_WORDS[release.get('shrinkage') or 'generator']}); "
            "share of each deviation kept: " + ", ".join(f"{k} {v}" for k, v in release["shrinkage_kept"].items())]
           if release.get("shrinkage_kept") else []),
     ]
+
+
+def _count_words(release: dict) -> str:
+    share = release.get("count_share")  # absent from cards written before the count's share was set (an equal split)
+    return f" and the patient count ({share:.1%} of each row's norm)" if share else ""
 
 
 def _embedding_words(release: dict) -> str:

@@ -25,7 +25,7 @@ from common.atomic import atomic_path
 from common.devices import pick_device
 from common.errors import CxrError
 from common.experiment_config import ExperimentConfig
-from common.feature_matching import MIN_CLASS_PATIENTS, FeatureMatcher
+from common.feature_matching import MATCH_CONFIDENCE_Z, MIN_CLASS_PATIENTS, FeatureMatcher
 from common.generator_training import GeneratorTrainer
 from common.models import build_models
 from common.privacy_accounting import ACCOUNTANT
@@ -180,10 +180,10 @@ class FederatedGanServer:
             stats.epsilon = float(metrics["epsilon"])
         if len(tables) < self.config.min_sites:
             raise CxrError(f"feature release: {len(tables)} site(s) released, min-sites is {self.config.min_sites}; see the sites' logs")
-        space.set_targets(torch.stack(tables).sum(dim=0))
+        table_noise_std = self.config.release_noise_multiplier * len(tables) ** 0.5  # 0 without DP
+        space.set_targets(torch.stack(tables).sum(dim=0), table_noise_std)
         kept = None
         if self.config.dp and self.config.feature_shrinkage != "off":
-            table_noise_std = self.config.release_noise_multiplier * len(tables) ** 0.5
             if self.config.feature_shrinkage == "generator":
                 kept = space.shrink_towards(self._generator_class_means(space), table_noise_std)[:, None]
             else:
@@ -199,14 +199,16 @@ class FederatedGanServer:
             "statistics": self.config.feature_statistics,
             "pixel_grid": self.config.feature_pixel_grid,
             "pixel_share": self.config.feature_pixel_share if self.config.feature_pixel_grid else None,
+            "count_share": round(self.matcher.count_share, 4),
             "noisy_patients_per_class": patients,
             "matched_classes": matched,
             "shrinkage": self.config.feature_shrinkage if kept is not None else None,
             "shrinkage_kept": None if kept is None else {name: [round(float(k), 3) for k in row] for name, row in zip(self.conditions.names, kept)},
         }
-        log.info("feature release: %d site(s); noisy patients per class %s; matching %s (classes under %.0f patients are not "
-                 "matched); shrinkage %s, share of each target's deviation kept (per block) %s", len(tables), patients, matched,
-                 MIN_CLASS_PATIENTS, self.config.feature_shrinkage, self.feature_release["shrinkage_kept"])
+        log.info("feature release: %d site(s); noisy patients per class %s; matching %s (classes under %.0f patients plus %.0f "
+                 "standard deviations of the count's noise are not matched); shrinkage %s, share of each target's deviation kept "
+                 "(per block) %s", len(tables), patients, matched, MIN_CLASS_PATIENTS, MATCH_CONFIDENCE_Z,
+                 self.config.feature_shrinkage, self.feature_release["shrinkage_kept"])
 
     def _generator_class_means(self, space: FeatureMatcher, per_class: int = 256) -> torch.Tensor:
         """G's current mean embedding per class (no real data: a public prior for the shrinkage)."""

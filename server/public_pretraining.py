@@ -37,7 +37,8 @@ NOT_PRETRAINING_KEYS = frozenset(
         "cache-dir", "patient-pattern", "phantom-patients", "partition", "dirichlet-alpha", "holdout-fraction", "dp",
         "target-epsilon", "target-delta", "max-grad-norm", "batch-size", "local-steps", "lr-d", "grad-sample-mode",
         "d-site-layers", "site-budget-epsilon", "ledger-dir", "g-steps", "feature-matching-weight", "feature-release-share",
-        "feature-statistics", "feature-shrinkage", "feature-pixel-grid", "feature-pixel-share", "sampling-keep",
+        "feature-statistics", "feature-shrinkage", "feature-pixel-grid", "feature-pixel-share", "feature-count-share",
+        "sampling-keep",
     }
 )
 

@@ -11,6 +11,7 @@ Offline analysis of numbers the server already holds plus the private images: a 
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import os
 from pathlib import Path
@@ -27,7 +28,7 @@ from common.site_data import load_labelled_images
 
 #: The run-config keys that shape the feature space (the card's training settings also hold keys that only
 #: make sense with the run's data paths, which the card leaves out).
-SPACE_KEYS = ("seed", "image-size", "latent-dim", "g-width", "d-width", "feature-statistics", "feature-pixel-grid", "feature-pixel-share")
+SPACE_KEYS = ("seed", "image-size", "latent-dim", "g-width", "d-width", "feature-statistics", "feature-pixel-grid", "feature-pixel-share", "feature-count-share")
 
 
 def block_names(matcher: FeatureMatcher) -> list[str]:
@@ -54,8 +55,10 @@ def main() -> None:
     data = (Path(os.environ.get("CXR_SHARED_DATA", "../shared/data")) / "cxr128").resolve()
     train = load_labelled_images(data, conditions, labels=args.run / "split" / "train.csv", image_size=config.image_size, show_progress=False)
     embeddings = embed_in_batches(matcher.embed, to_model_range(train.images), device=torch.device("cpu"))
-    sums = patient_class_sums(embeddings, torch.from_numpy(train.conditions), train.patient_ids, len(conditions.names))
-    exact, noisy = sums[:, :-1] / sums[:, -1:], matcher.targets
+    sums = patient_class_sums(embeddings, torch.from_numpy(train.conditions), train.patient_ids, len(conditions.names), count_share=matcher.count_share)
+    exact_space = copy.deepcopy(matcher)
+    exact_space.set_targets(sums)
+    exact, noisy = exact_space.targets, matcher.targets
     a, b = (conditions.names.index(name) for name in args.classes)
     print(f"| block | numbers | squared {args.classes[0]}-{args.classes[1]} gap (exact) | squared noise, {args.classes[0]} | squared noise, {args.classes[1]} | gap / noise ({args.classes[0]}) |")
     print("| --- | ---: | ---: | ---: | ---: | ---: |")

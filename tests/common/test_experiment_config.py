@@ -35,6 +35,8 @@ def test_unknown_key_and_wrong_type_are_refused() -> None:
         ExperimentConfig.from_run_config({"image-size": 64, "feature-pixel-grid": 32})
     with pytest.raises(ConfigError, match=r"feature-shrinkage must be one of \('off', 'generator', 'pooled'\)"):
         ExperimentConfig.from_run_config({"feature-shrinkage": "on"})
+    with pytest.raises(ConfigError, match=r"feature-count-share must be in \[0, 1\)"):
+        ExperimentConfig.from_run_config({"feature-count-share": 1.0})
     for keep in (0.0, 1.5):
         with pytest.raises(ConfigError, match=r"sampling-keep must be in \(0, 1\]"):
             ExperimentConfig.from_run_config({"sampling-keep": keep})

@@ -53,15 +53,16 @@ def test_pixel_cells_are_the_means_and_stds_of_each_cell() -> None:
     assert torch.allclose(cells[0, 4:], torch.tensor([0.0, 0.0, 0.0, 1.0]), atol=1e-3)
 
 
+@pytest.mark.parametrize("share", [0.5, 0.04, 0.9])
 @pytest.mark.parametrize("removed", ["p0", "p1", "p2"])
-def test_removing_one_patient_moves_the_table_by_at_most_one(removed: str) -> None:
+def test_removing_one_patient_moves_the_table_by_at_most_one(removed: str, share: float) -> None:
     # p0: one image; p1: three images of three classes; p2: two images of one class
     patients = ["p0", "p1", "p1", "p1", "p2", "p2", "p3", "p4"]
     labels = torch.tensor([0, 0, 1, 2, 1, 1, 2, 0])
     emb = _unit_rows(len(patients), 6, seed=1)
-    full = patient_class_sums(emb, labels, patients, 3)
+    full = patient_class_sums(emb, labels, patients, 3, count_share=share)
     keep = [i for i, p in enumerate(patients) if p != removed]
-    without = patient_class_sums(emb[keep], labels[keep], [patients[i] for i in keep], 3)
+    without = patient_class_sums(emb[keep], labels[keep], [patients[i] for i in keep], 3, count_share=share)
     change = (full - without).norm()
     assert change <= 1.0 + 1e-6
     if removed == "p0":  # one image: the bound is reached, so noise calibrated to 1 is not loose
@@ -70,17 +71,20 @@ def test_removing_one_patient_moves_the_table_by_at_most_one(removed: str) -> No
 
 def test_an_over_long_embedding_is_clipped_to_the_sensitivity_bound() -> None:
     emb = torch.tensor([[3.0, 4.0]])  # norm 5
-    sums = patient_class_sums(emb, torch.tensor([0]), ["p"], 2)
+    sums = patient_class_sums(emb, torch.tensor([0]), ["p"], 2, count_share=0.04)
     assert sums.norm().item() == pytest.approx(1.0, abs=1e-6)
+    with pytest.raises(ValueError, match="count_share"):
+        patient_class_sums(emb, torch.tensor([0]), ["p"], 2, count_share=1.0)
 
 
-def test_server_decodes_patient_weighted_class_means_and_counts() -> None:
+@pytest.mark.parametrize("spec", [EmbeddingSpec(count_share=0.5), EmbeddingSpec(count_share=0.0)], ids=["equal-split", "optimal-share"])
+def test_server_decodes_patient_weighted_class_means_and_counts(spec: EmbeddingSpec) -> None:
     patients = ["a", "a", "b", "c", "d"]
     labels = torch.tensor([1, 1, 1, 0, 1])
     emb = _unit_rows(5, embedding_dim(build_models(ARCH, seed=0)[1].features), seed=2)
-    site_one = patient_class_sums(emb[:3], labels[:3], patients[:3], 3)
-    site_two = patient_class_sums(emb[3:], labels[3:], patients[3:], 3)
-    matcher = FeatureMatcher(build_models(ARCH, seed=0)[1].features, 3)
+    matcher = FeatureMatcher(build_models(ARCH, seed=0)[1].features, 3, spec)
+    site_one = patient_class_sums(emb[:3], labels[:3], patients[:3], 3, count_share=matcher.count_share)
+    site_two = patient_class_sums(emb[3:], labels[3:], patients[3:], 3, count_share=matcher.count_share)
     matcher.set_targets(site_one + site_two)
     expected_class_1 = (0.5 * emb[0] + 0.5 * emb[1] + emb[2] + emb[4]) / 3.0  # patient a's two images weigh 1/2 each
     assert torch.allclose(matcher.targets[1], expected_class_1, atol=1e-6)
@@ -89,8 +93,31 @@ def test_server_decodes_patient_weighted_class_means_and_counts() -> None:
     assert not matcher.matched_classes.any(), f"fewer than {MIN_CLASS_PATIENTS} patients: no class is matched"
 
 
+def test_optimal_count_share_about_halves_the_noise_of_the_decoded_means() -> None:
+    spec = EmbeddingSpec("mean-std", pixel_grid=8, count_share=0.0)
+    features = build_models(ARCH, seed=0)[1].features
+    rows = _unit_rows(400, embedding_dim(features, spec), seed=3)
+    labels, patients = torch.arange(400) % 2, [str(i) for i in range(400)]
+    errors = {}
+    for name, share_spec in {"equal": EmbeddingSpec("mean-std", 8, count_share=0.5), "optimal": spec}.items():
+        matcher = FeatureMatcher(features, 2, share_spec)
+        table = patient_class_sums(rows, labels, patients, 2, count_share=matcher.count_share)
+        matcher.set_targets(table.clone())
+        exact = matcher.targets.clone()
+        errors[name] = torch.stack([
+            (_decoded(matcher, add_release_noise(table, 2.0, seed=s)) - exact).pow(2).sum() for s in range(20)
+        ]).mean().item()
+    assert FeatureMatcher(features, 2, spec).count_share == pytest.approx(1 / (1 + embedding_dim(features, spec) ** 0.5))
+    assert errors["optimal"] < 0.6 * errors["equal"], errors
+
+
+def _decoded(matcher: FeatureMatcher, table: torch.Tensor) -> torch.Tensor:
+    matcher.set_targets(table)
+    return matcher.targets.clone()
+
+
 def test_shrinkage_keeps_clean_targets_and_drops_pure_noise() -> None:
-    matcher = FeatureMatcher(build_models(ARCH, seed=0)[1].features, 3)
+    matcher = FeatureMatcher(build_models(ARCH, seed=0)[1].features, 3, EmbeddingSpec(count_share=0.5))
     dim = matcher.targets.shape[1]
     table = torch.zeros(3, dim + 1)
     table[:, -1] = 100.0 / math.sqrt(2)  # 100 patients per class
@@ -108,7 +135,7 @@ def test_shrinkage_keeps_clean_targets_and_drops_pure_noise() -> None:
 
 
 def test_pooled_shrinkage_pulls_noisy_feature_blocks_to_the_pooled_mean_and_keeps_the_pixel_block() -> None:
-    spec = EmbeddingSpec("mean-std", pixel_grid=4)
+    spec = EmbeddingSpec("mean-std", pixel_grid=4, count_share=0.5)
     matcher = FeatureMatcher(build_models(ARCH, seed=0)[1].features, 3, spec)
     lengths = block_lengths(matcher.features, spec)
     counts = torch.tensor([200.0, 80.0, 30.0])
@@ -140,11 +167,21 @@ def test_release_noise_has_the_planned_scale_and_fresh_draws() -> None:
     assert not torch.equal(noisy, add_release_noise(table, 2.5, seed=12))
 
 
+def test_a_class_is_matched_only_with_enough_patients_beyond_the_count_noise() -> None:
+    matcher = FeatureMatcher(build_models(ARCH, seed=0)[1].features, 3)
+    table = torch.zeros(3, matcher.targets.shape[1] + 1)
+    table[:, -1] = torch.tensor([250.0, 13.0, 9.0]) * math.sqrt(matcher.count_share)  # released (noisy) patient counts
+    matcher.set_targets(table, table_noise_std=0.0)
+    assert matcher.matched_classes.tolist() == [True, True, False], "exact counts: 10 patients are enough"
+    matcher.set_targets(table, table_noise_std=1.9)  # epsilon 10 over 4 sites: count noise std 1.9 / sqrt(0.5) = 2.7
+    assert matcher.matched_classes.tolist() == [True, False, False], "13 patients could be 3 plus noise: no target"
+
+
 def test_unmatched_classes_add_nothing_to_the_loss() -> None:
     generator, discriminator = build_models(ARCH, seed=0)
     matcher = FeatureMatcher(discriminator.features, 3)
     targets = torch.zeros(3, matcher.targets.shape[1] + 1)
-    targets[:, -1] = torch.tensor([50.0, 50.0, 1.0]) / math.sqrt(2)  # class 2: one patient, no target
+    targets[:, -1] = torch.tensor([50.0, 50.0, 1.0]) * math.sqrt(matcher.count_share)  # class 2: one patient, no target
     matcher.set_targets(targets)
     labels = torch.tensor([2, 2, 2, 2]).repeat(2)
     assert matcher.loss(generator(torch.randn(8, 8), labels), labels).item() == 0.0
@@ -158,7 +195,8 @@ def test_generator_moves_its_class_means_towards_the_targets_and_keeps_diversity
         real[:, :, ::4] = 1.0
         real += 0.3 * torch.randn(real.shape, generator=torch.Generator().manual_seed(3))
         labels = torch.arange(60) % 3
-        matcher.set_targets(patient_class_sums(embed(matcher.features, real), labels, [str(i) for i in range(60)], 3))
+        sums = patient_class_sums(embed(matcher.features, real), labels, [str(i) for i in range(60)], 3, count_share=matcher.count_share)
+        matcher.set_targets(sums)
 
     def distance() -> float:
         z = torch.randn(300, ARCH.latent_dim, generator=torch.Generator().manual_seed(5))
