@@ -95,7 +95,10 @@ class FederatedGanServer:
         self.feature_release = checkpoint.progress.get("feature_release")
         if self.feature_release is not None:
             self.matcher = self._new_matcher()
-            self.matcher.load_state_dict(module_state(checkpoint.tensors, "feature_matcher"))
+            state = module_state(checkpoint.tensors, "feature_matcher")
+            # checkpoints from before the noise-aware matching rule kept no "matched": they matched on the count alone
+            state.setdefault("matched", state["patients"] >= MIN_CLASS_PATIENTS)
+            self.matcher.load_state_dict(state)
         log.info("resuming run %s after round %d from %s", self.run_name, checkpoint.round, self.run_dir / "checkpoint")
 
     def _load_weights(self, checkpoint: Checkpoint) -> None:

@@ -37,14 +37,15 @@ def test_released_feature_targets_survive_a_restart(tmp_path: Path) -> None:
     first = FederatedGanServer(config, run_name="resume")
     first.matcher = first._new_matcher()
     table = torch.randn(4, first.matcher.targets.shape[1] + 1)
-    table[:, -1] = 20.0
-    first.matcher.set_targets(table)
+    table[:, -1] = torch.tensor([20.0, 20.0, 20.0, 9.0])  # released counts 28, 28, 28, 13 patients (share 0.5)
+    first.matcher.set_targets(table, table_noise_std=2.0)  # 13 is short of 10 + 3 x 2.8: the last class is not matched
     first.feature_release = {"sites": 1}
     first.discriminator.features[0].weight.data.add_(1.0)  # D moves on after the release; the matcher keeps its copy
     first._checkpoint(1)
     second = FederatedGanServer(config, run_name="resume")
     assert second.feature_release == {"sites": 1} and second.matcher is not None
     assert torch.equal(second.matcher.targets, first.matcher.targets) and torch.equal(second.matcher.patients, first.matcher.patients)
+    assert second.matcher.matched_classes.tolist() == [True, True, True, False], "the noise-aware matching survives a restart"
     assert not torch.equal(second.matcher.features[0].weight, second.discriminator.features[0].weight)
 
 
