@@ -46,7 +46,7 @@ class EmbeddingSpec:
     statistics: str = "mean-std"
     pixel_grid: int = 0
     pixel_share: float = 0.2
-    count_share: float = 0.5  # share of a release row's squared norm spent on the patient count; 0 = optimal_count_share
+    count_share: float = 0.5  # share of a release row's squared norm spent on the patient count; 0 = the least noise (count_share)
 
 
 def pixel_cells(images: torch.Tensor, grid: int, statistics: str = "mean-std") -> torch.Tensor:
@@ -93,20 +93,16 @@ def embedding_dim(features: nn.Sequential, spec: EmbeddingSpec = EmbeddingSpec()
     return sum(block_lengths(features, spec))
 
 
-def optimal_count_share(dim: int) -> float:
-    """The count's share of a release row that minimises the decoded class means' expected noise energy.
+def count_share(spec: EmbeddingSpec, dim: int) -> float:
+    """The count's share of a release row for embeddings of ``dim`` numbers: ``spec.count_share``, or when 0 the
+    share that minimises the decoded class means' expected noise energy.
 
     A class mean is (feature sums / sqrt(1 - s)) / (count / sqrt(s)): the feature sums' noise adds
     dim sigma^2 / ((1 - s) n^2), the count's noise rescales a mean of norm <= 1 by about sigma / (sqrt(s) n),
     adding at most sigma^2 / (s n^2). The sum is smallest at s = 1 / (1 + sqrt(dim)): 0.04 for 608 numbers,
     where an equal split (s = 1/2) spends half of the release on one number per class and nearly doubles the means' noise.
     """
-    return 1.0 / (1.0 + math.sqrt(dim))
-
-
-def count_share(spec: EmbeddingSpec, dim: int) -> float:
-    """The count's share of a release row for embeddings of ``dim`` numbers: ``spec.count_share``, or the optimum when 0."""
-    return spec.count_share or optimal_count_share(dim)
+    return spec.count_share or 1.0 / (1.0 + math.sqrt(dim))
 
 
 def embed_in_batches(embedder: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor, *, device: torch.device, batch: int = 256) -> torch.Tensor:
