@@ -89,6 +89,8 @@ class ExperimentConfig:
     feature_pixel_share: float = 0.2  # the pixel block's share of the embedding's squared norm (D's blocks share the rest)
     feature_count_share: float = 0.5  # the patient count's share of a release row; 0 = 1 / (1 + sqrt(dim)), the means' least noise
     feature_shrinkage: str = "off"  # "generator" / "pooled": noise-aware shrinkage of the decoded targets (free; feature_matching.SHRINKAGE)
+    feature_class_gap_scale: float = 2.0  # > 1 widens each matched class mean's gap from their pooled mean (free; FeatureMatcher.scale_class_gaps)
+    feature_class_gap_block: str = "pixels"  # where feature-class-gap-scale widens the gaps: the "pixels" block only, or "all" blocks
     feature_release_share: float = 0.5  # the release alone costs this share of target-epsilon; DP-SGD gets the rest
     # published generator
     sampling_keep: float = 0.5  # < 1: guided sampling keeps this share of candidates, best-rated by the run's DP D (free); 1: plain
@@ -119,6 +121,15 @@ class ExperimentConfig:
             raise ConfigError(f"run config feature-pixel-share must be in (0, 1) (got {self.feature_pixel_share})")
         if not 0 <= self.feature_count_share < 1:
             raise ConfigError(f"run config feature-count-share must be in [0, 1) (got {self.feature_count_share}); 0 picks the optimum for the embedding's size")
+        if self.feature_class_gap_scale <= 0:
+            raise ConfigError(f"run config feature-class-gap-scale must be > 0 (got {self.feature_class_gap_scale}); 1 matches the released class means as they are")
+        if self.feature_class_gap_block not in ("all", "pixels"):
+            raise ConfigError(f"run config feature-class-gap-block must be all or pixels (got {self.feature_class_gap_block!r})")
+        if self.feature_class_gap_scale != 1 and self.feature_class_gap_block == "pixels" and not self.feature_pixel_grid:
+            raise ConfigError(
+                "run config feature-class-gap-block='pixels' widens the pixel block's class gaps, but feature-pixel-grid is 0 "
+                "(no pixel block): set feature-pixel-grid > 0, feature-class-gap-block='all', or feature-class-gap-scale=1"
+            )
         if not 0 < self.feature_release_share < 1:
             raise ConfigError(
                 f"run config feature-release-share must be in (0, 1) (got {self.feature_release_share}): the release alone "

@@ -103,10 +103,19 @@ def _release_lines(release: dict | None) -> list[str]:
         f"per-class sums of {release['embedding_dim']}-d unit-norm embeddings ({_embedding_words(release)}){_count_words(release)}, sensitivity 1 per patient, "
         f"noise multiplier {release['noise_multiplier']:.3f} (epsilon {release['epsilon_of_release_alone']} alone), "
         f"{release['sites']} site(s); G matches the class means of: {', '.join(release['matched_classes']) or 'none'}",
+        *([_class_gap_words(release)] if release.get("class_gap_scale", 1.0) != 1.0 else []),
         *([f"- noise-aware shrinkage of the released class means ({_SHRINKAGE_WORDS[release.get('shrinkage') or 'generator']}); "
            "share of each deviation kept: " + ", ".join(f"{k} {v}" for k, v in release["shrinkage_kept"].items())]
           if release.get("shrinkage_kept") else []),
     ]
+
+
+def _class_gap_words(release: dict) -> str:
+    where = "the pixel block" if release.get("class_gap_block") == "pixels" else "every block"
+    share = f"{release['class_gap_signal_share']:.0%} of the released class gaps' energy in {where} is signal"
+    if release.get("class_gap_widened"):
+        return f"- G matches the class means with their gaps from the classes' pooled mean widened x {release['class_gap_scale']:g} ({share}; post-processing, no privacy cost)"
+    return f"- G matches the class means as released: {share}, under the {release['class_gap_min_signal_share']:.0%} needed to widen the gaps x {release['class_gap_scale']:g}"
 
 
 def _count_words(release: dict) -> str:

@@ -25,7 +25,7 @@ from common.atomic import atomic_path
 from common.devices import pick_device
 from common.errors import CxrError
 from common.experiment_config import ExperimentConfig
-from common.feature_matching import MATCH_CONFIDENCE_Z, MIN_CLASS_PATIENTS, FeatureMatcher
+from common.feature_matching import MATCH_CONFIDENCE_Z, MIN_CLASS_PATIENTS, MIN_SIGNAL_SHARE_TO_WIDEN, FeatureMatcher
 from common.generator_training import GeneratorTrainer
 from common.models import build_models
 from common.privacy_accounting import ACCOUNTANT
@@ -191,6 +191,11 @@ class FederatedGanServer:
                 kept = space.shrink_towards(self._generator_class_means(space), table_noise_std)[:, None]
             else:
                 kept = space.shrink_feature_blocks_towards_pooled(table_noise_std)
+        pixels_only = self.config.feature_class_gap_block == "pixels"
+        signal_share = space.class_gap_signal_share(table_noise_std, pixels_only=pixels_only)
+        widened = self.config.feature_class_gap_scale != 1.0 and signal_share >= MIN_SIGNAL_SHARE_TO_WIDEN
+        if widened:
+            space.scale_class_gaps(self.config.feature_class_gap_scale, pixels_only=pixels_only)
         self.matcher = space
         patients = dict(zip(self.conditions.names, (round(float(n), 1) for n in self.matcher.patients)))
         matched = [name for name, ok in zip(self.conditions.names, self.matcher.matched_classes.tolist()) if ok]
@@ -206,12 +211,19 @@ class FederatedGanServer:
             "noisy_patients_per_class": patients,
             "matched_classes": matched,
             "shrinkage": self.config.feature_shrinkage if kept is not None else None,
+            "class_gap_scale": self.config.feature_class_gap_scale,
+            "class_gap_block": self.config.feature_class_gap_block,
+            "class_gap_signal_share": round(signal_share, 3),
+            "class_gap_widened": widened,
+            "class_gap_min_signal_share": MIN_SIGNAL_SHARE_TO_WIDEN,
             "shrinkage_kept": None if kept is None else {name: [round(float(k), 3) for k in row] for name, row in zip(self.conditions.names, kept)},
         }
         log.info("feature release: %d site(s); noisy patients per class %s; matching %s (classes under %.0f patients plus %.0f "
                  "standard deviations of the count's noise are not matched); shrinkage %s, share of each target's deviation kept "
-                 "(per block) %s", len(tables), patients, matched, MIN_CLASS_PATIENTS, MATCH_CONFIDENCE_Z,
-                 self.config.feature_shrinkage, self.feature_release["shrinkage_kept"])
+                 "(per block) %s; class gaps (%s): %.0f%% signal, %s", len(tables), patients, matched, MIN_CLASS_PATIENTS, MATCH_CONFIDENCE_Z,
+                 self.config.feature_shrinkage, self.feature_release["shrinkage_kept"], self.config.feature_class_gap_block,
+                 100 * signal_share, f"widened x {self.config.feature_class_gap_scale:g}" if widened else
+                 f"matched as released (widened only at {MIN_SIGNAL_SHARE_TO_WIDEN:.0%} signal or more)")
 
     def _generator_class_means(self, space: FeatureMatcher, per_class: int = 256) -> torch.Tensor:
         """G's current mean embedding per class (no real data: a public prior for the shrinkage)."""

@@ -37,6 +37,11 @@ def test_unknown_key_and_wrong_type_are_refused() -> None:
         ExperimentConfig.from_run_config({"feature-shrinkage": "on"})
     with pytest.raises(ConfigError, match=r"feature-count-share must be in \[0, 1\)"):
         ExperimentConfig.from_run_config({"feature-count-share": 1.0})
+    with pytest.raises(ConfigError, match="feature-class-gap-scale must be > 0"):
+        ExperimentConfig.from_run_config({"feature-class-gap-scale": 0.0})
+    with pytest.raises(ConfigError, match="feature-pixel-grid is 0 .*feature-class-gap-scale=1"):
+        ExperimentConfig.from_run_config({"feature-pixel-grid": 0})  # the default widens the pixel block's gaps
+    assert ExperimentConfig.from_run_config({"feature-pixel-grid": 0, "feature-class-gap-scale": 1.0}).feature_pixel_grid == 0
     for keep in (0.0, 1.5):
         with pytest.raises(ConfigError, match=r"sampling-keep must be in \(0, 1\]"):
             ExperimentConfig.from_run_config({"sampling-keep": keep})

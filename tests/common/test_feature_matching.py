@@ -177,6 +177,66 @@ def test_a_class_is_matched_only_with_enough_patients_beyond_the_count_noise() -
     assert matcher.matched_classes.tolist() == [True, False, False], "13 patients could be 3 plus noise: no target"
 
 
+def test_class_gap_scale_widens_matched_class_means_around_their_pooled_mean() -> None:
+    matcher = FeatureMatcher(build_models(ARCH, seed=0)[1].features, 3)
+    dim = matcher.targets.shape[1]
+    counts = torch.tensor([300.0, 100.0, 2.0])  # class 2: too few patients, not matched
+    means = torch.zeros(3, dim)
+    means[:, 0] = torch.tensor([0.1, 0.5, 0.9])
+    share = matcher.count_share
+    table = torch.cat([means * counts[:, None] * math.sqrt(1 - share), counts[:, None] * math.sqrt(share)], dim=1)
+    matcher.set_targets(table)
+    matcher.scale_class_gaps(1.0)
+    assert torch.allclose(matcher.targets, means, atol=1e-6), "scale 1 leaves the decoded means as they are"
+    matcher.scale_class_gaps(2.0)
+    pooled = (300 * 0.1 + 100 * 0.5) / 400  # patient-weighted, matched classes only: 0.2
+    assert matcher.targets[:2, 0].tolist() == pytest.approx([pooled + 2 * (0.1 - pooled), pooled + 2 * (0.5 - pooled)], abs=1e-6)
+    assert matcher.targets[2, 0].item() == pytest.approx(0.9, abs=1e-6), "an unmatched class keeps its decoded mean"
+    assert torch.equal(matcher.targets[:, 1:], torch.zeros(3, dim - 1)), "no gap, nothing to widen"
+
+
+def test_class_gap_scale_on_the_pixel_block_leaves_the_feature_blocks_as_released() -> None:
+    spec = EmbeddingSpec("mean-std", pixel_grid=4)
+    matcher = FeatureMatcher(build_models(ARCH, seed=0)[1].features, 3, spec)
+    pixels = block_lengths(matcher.features, spec)[0]
+    counts = torch.tensor([300.0, 100.0, 50.0])
+    means = torch.rand(3, matcher.targets.shape[1], generator=torch.Generator().manual_seed(3))
+    share = matcher.count_share
+    matcher.set_targets(torch.cat([means * counts[:, None] * math.sqrt(1 - share), counts[:, None] * math.sqrt(share)], dim=1))
+    matcher.scale_class_gaps(2.0, pixels_only=True)
+    pooled = (means[:, :pixels] * counts[:, None]).sum(dim=0) / counts.sum()
+    assert torch.allclose(matcher.targets[:, :pixels], pooled + 2 * (means[:, :pixels] - pooled), atol=1e-5)
+    assert torch.allclose(matcher.targets[:, pixels:], means[:, pixels:], atol=1e-6), "D-feature blocks as released"
+
+
+def test_class_gap_signal_share_is_one_for_exact_tables_and_falls_with_the_release_noise() -> None:
+    spec = EmbeddingSpec("mean-std", pixel_grid=4)
+    matcher = FeatureMatcher(build_models(ARCH, seed=0)[1].features, 3, spec)
+    pixels = block_lengths(matcher.features, spec)[0]
+    counts = torch.tensor([300.0, 200.0, 100.0])
+    means = torch.full((3, matcher.targets.shape[1]), 0.02)
+    means[:, :pixels] += torch.tensor([-0.02, 0.0, 0.04])[:, None]  # class gaps in the pixel block
+    share = matcher.count_share
+    table = torch.cat([means * counts[:, None] * math.sqrt(1 - share), counts[:, None] * math.sqrt(share)], dim=1)
+    matcher.set_targets(table)
+    assert matcher.class_gap_signal_share(0.0, pixels_only=True) == pytest.approx(1.0)
+    shares = []
+    for noise_std in (0.5, 2.0, 8.0):
+        estimates = []
+        for seed in range(20):
+            matcher.set_targets(add_release_noise(table, noise_std, seed=seed), noise_std)
+            estimates.append(matcher.class_gap_signal_share(noise_std, pixels_only=True))
+        shares.append(sum(estimates) / len(estimates))
+    scaled = [n * math.sqrt(1 - share) for n in counts.tolist()]  # what divides a table entry's noise in a decoded mean
+    total = sum(scaled)
+    per_unit_noise = sum((1 / n - 1 / total) ** 2 + 2 / total**2 for n in scaled)
+    noise_energy = [pixels * std**2 * per_unit_noise for std in (0.5, 2.0, 8.0)]
+    gap_energy = float(((means[:, :pixels] - (means[:, :pixels] * counts[:, None]).sum(0) / counts.sum()) ** 2).sum())
+    for estimate, noise in zip(shares, noise_energy):  # E[observed] = gap + noise, so the share estimates gap / (gap + noise)
+        assert estimate == pytest.approx(gap_energy / (gap_energy + noise), abs=0.1)
+    assert shares[0] > 0.5 > shares[2], f"little noise: mostly signal; much noise: mostly noise ({shares})"
+
+
 def test_unmatched_classes_add_nothing_to_the_loss() -> None:
     generator, discriminator = build_models(ARCH, seed=0)
     matcher = FeatureMatcher(discriminator.features, 3)

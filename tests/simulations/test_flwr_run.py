@@ -48,6 +48,9 @@ def test_flwr_run_two_rounds_two_sites_publishes_a_private_generator(tmp_path: P
     assert all(row[0] == 1.0 for row in release["shrinkage_kept"].values()), "the pixel block is left as released"
     assert release["pixel_grid"] == 8 and release["embedding_dim"] == 2 * (8 + 16 + 32 + 8 * 8), "default pixel block + D's 3 blocks"
     assert release["count_share"] == 0.5
+    assert release["class_gap_scale"] == 2.0 and release["class_gap_block"] == "pixels" and 0.0 <= release["class_gap_signal_share"] <= 1.0
+    assert release["class_gap_widened"] == (release["class_gap_signal_share"] >= 0.5)
+    assert "of the released class gaps' energy in the pixel block is signal" in (run_dir / "MODEL_CARD.md").read_text()
     assert "8 x 8 cell statistics" in (run_dir / "MODEL_CARD.md").read_text() and "the patient count (50.0%" in (run_dir / "MODEL_CARD.md").read_text()
     assert "g_feature_distance" in metrics.columns
     assert ledger["entries"][-1]["epsilon_after"] == pytest.approx(next(s["epsilon"] for s in card["sites"] if s["name"] == "sim-site-0"))
