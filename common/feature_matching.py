@@ -141,6 +141,16 @@ def add_release_noise(sums: torch.Tensor, noise_multiplier: float, *, seed: int)
     return sums + noise_multiplier * torch.randn(sums.shape, generator=gen, device=sums.device, dtype=sums.dtype)
 
 
+def _deviation_noise_var(counts: torch.Tensor, table_noise_std: float) -> torch.Tensor:
+    """[classes] noise variance of one entry of each class mean's deviation from the count-weighted pooled mean.
+
+    ``counts``: the divisors of the decoded means (:meth:`FeatureMatcher._noise_scale`). Deviation
+    c = S_c (1/n_c - 1/N) - sum of the other classes' S_o / N, so its variance is
+    table_noise_std^2 ((1/n_c - 1/N)^2 + (classes - 1) / N^2)."""
+    total = counts.sum()
+    return table_noise_std**2 * ((1.0 / counts - 1.0 / total) ** 2 + (len(counts) - 1) / total**2)
+
+
 class FeatureMatcher(nn.Module):
     """The feature space of a run's release, and the class-mean targets decoded from the released sums.
 
@@ -202,13 +212,12 @@ class FeatureMatcher(nn.Module):
 
         The D-feature blocks hold the look of the sites' images in common to all classes (kept: the pooled mean)
         and a class gap far below the release's noise (docs/results.md), which G would otherwise fit. Per entry,
-        deviation c = S_c (1/n_c - 1/N) - sum of the other classes' S_o / N (n: :meth:`_noise_scale`), so its noise
-        variance is table_noise_std^2 ((1/n_c - 1/N)^2 + (classes - 1) / N^2). Post-processing: no privacy cost.
+        the deviation's noise variance is :func:`_deviation_noise_var`. Post-processing: no privacy cost.
         """
         counts = self._noise_scale()
         total = counts.sum()
         pooled = (self.targets * counts[:, None]).sum(dim=0) / total
-        noise_var = table_noise_std**2 * ((1.0 / counts - 1.0 / total) ** 2 + (len(counts) - 1) / total**2)
+        noise_var = _deviation_noise_var(counts, table_noise_std)
         lengths = block_lengths(self.features, self.spec)
         offsets = np.cumsum([0, *lengths])
         kept = torch.ones(len(counts), len(lengths), device=self.targets.device)
@@ -226,8 +235,7 @@ class FeatureMatcher(nn.Module):
     def class_gap_signal_share(self, table_noise_std: float, *, pixels_only: bool = False) -> float:
         """Share of the matched classes' squared deviations from their pooled mean that is signal, not the release's
         noise (``pixels_only``: in the pixel block): 1 - expected noise energy / observed energy, pooled over the
-        classes, clamped to [0, 1]. Exact tables give 1. The noise variance of one entry of a deviation is
-        table_noise_std^2 ((1/n_c - 1/N)^2 + (classes - 1) / N^2), as in :meth:`shrink_feature_blocks_towards_pooled`."""
+        classes, clamped to [0, 1]. Exact tables give 1 (noise per entry: :func:`_deviation_noise_var`)."""
         matched = self.matched
         if int(matched.sum()) < 2:
             return 0.0
@@ -237,8 +245,7 @@ class FeatureMatcher(nn.Module):
         targets = self.targets[matched][:, columns]
         pooled = (targets * counts[:, None]).sum(dim=0) / total
         observed = (targets - pooled).pow(2).sum()
-        noise_var = table_noise_std**2 * ((1.0 / counts - 1.0 / total) ** 2 + (len(counts) - 1) / total**2)
-        noise = noise_var.sum() * targets.shape[1]
+        noise = _deviation_noise_var(counts, table_noise_std).sum() * targets.shape[1]
         return float((1.0 - noise / observed.clamp_min(1e-12)).clamp(0.0, 1.0))
 
     def scale_class_gaps(self, scale: float, *, pixels_only: bool = False) -> None:
