@@ -229,23 +229,24 @@ class FeatureMatcher(nn.Module):
             self.targets[:, block] = pooled[block] + kept[:, b, None] * deviation
         return kept
 
-    def _gap_columns(self, pixels_only: bool) -> slice:
-        return slice(0, block_lengths(self.features, self.spec)[0] if pixels_only and self.spec.pixel_grid else None)
+    def _matched_gaps(self, pixels_only: bool) -> tuple[torch.Tensor, slice, torch.Tensor, torch.Tensor]:
+        """The matched classes' rows, the widened columns (``pixels_only``: the pixel block), their targets there
+        and the count-weighted pooled mean of those targets (weights: :meth:`_noise_scale`, proportional to patients)."""
+        rows = self.matched.nonzero().flatten()
+        columns = slice(0, block_lengths(self.features, self.spec)[0] if pixels_only and self.spec.pixel_grid else None)
+        targets = self.targets[rows][:, columns]
+        counts = self._noise_scale()[rows]
+        return rows, columns, targets, (targets * counts[:, None]).sum(dim=0) / counts.sum()
 
     def class_gap_signal_share(self, table_noise_std: float, *, pixels_only: bool = False) -> float:
         """Share of the matched classes' squared deviations from their pooled mean that is signal, not the release's
         noise (``pixels_only``: in the pixel block): 1 - expected noise energy / observed energy, pooled over the
         classes, clamped to [0, 1]. Exact tables give 1 (noise per entry: :func:`_deviation_noise_var`)."""
-        matched = self.matched
-        if int(matched.sum()) < 2:
+        if int(self.matched.sum()) < 2:
             return 0.0
-        columns = self._gap_columns(pixels_only)
-        counts = self._noise_scale()[matched]
-        total = counts.sum()
-        targets = self.targets[matched][:, columns]
-        pooled = (targets * counts[:, None]).sum(dim=0) / total
+        rows, _, targets, pooled = self._matched_gaps(pixels_only)
         observed = (targets - pooled).pow(2).sum()
-        noise = _deviation_noise_var(counts, table_noise_std).sum() * targets.shape[1]
+        noise = _deviation_noise_var(self._noise_scale()[rows], table_noise_std).sum() * targets.shape[1]
         return float((1.0 - noise / observed.clamp_min(1e-12)).clamp(0.0, 1.0))
 
     def scale_class_gaps(self, scale: float, *, pixels_only: bool = False) -> None:
@@ -253,14 +254,9 @@ class FeatureMatcher(nn.Module):
         classes' patient-weighted mean target: ``scale`` > 1 widens the gaps between the classes G matches
         (``pixels_only``: in the pixel block only). Post-processing of the release: no privacy cost. Unmatched
         classes are left as decoded."""
-        matched = self.matched
-        if scale == 1.0 or int(matched.sum()) < 2:
+        if scale == 1.0 or int(self.matched.sum()) < 2:
             return
-        columns = self._gap_columns(pixels_only)
-        targets = self.targets[matched][:, columns]
-        weights = self._noise_scale()[matched]
-        pooled = (targets * weights[:, None]).sum(dim=0) / weights.sum()
-        rows = matched.nonzero().flatten()
+        rows, columns, targets, pooled = self._matched_gaps(pixels_only)
         self.targets[rows[:, None], torch.arange(self.targets.shape[1], device=rows.device)[columns]] = pooled + scale * (targets - pooled)
 
     @property
