@@ -257,7 +257,7 @@ class FeatureMatcher(nn.Module):
         if scale == 1.0 or int(self.matched.sum()) < 2:
             return
         rows, columns, targets, pooled = self._matched_gaps(pixels_only)
-        self.targets[rows[:, None], torch.arange(self.targets.shape[1], device=rows.device)[columns]] = pooled + scale * (targets - pooled)
+        self.targets[rows, columns] = pooled + scale * (targets - pooled)
 
     @property
     def matched_classes(self) -> torch.Tensor:
