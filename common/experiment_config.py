@@ -15,9 +15,9 @@ from pathlib import Path
 from common.conditions import ConditionSet, load_condition_set
 from common.discriminator_training import GRAD_SAMPLE_MODES, TRAINED_LAYERS, DiscriminatorSettings
 from common.errors import ConfigError
-from common.feature_matching import SHRINKAGE, STATISTICS, EmbeddingSpec
+from common.feature_matching import GAP_CAPS, SHRINKAGE, STATISTICS, EmbeddingSpec
 from common.gan_losses import check_loss
-from common.generator_training import GeneratorSettings
+from common.generator_training import MODE_SEEKING_SCOPES, GeneratorSettings
 from common.models import GanArchitecture
 from common.partition import PartitionSpec
 from common.phantoms import PhantomSpec
@@ -82,6 +82,7 @@ class ExperimentConfig:
     aux_weight_g: float = 0.5
     ema_decay: float = 0.999
     mode_seeking_weight: float = 1.0
+    mode_seeking_scope: str = "class"  # "class": the ratio per class, so no class can collapse unnoticed; "batch": over the whole batch (MSGAN)
     # DP feature matching: sites release once noisy class sums of image embeddings (pixel cells + D features); G matches the means
     feature_matching_weight: float = 100.0  # 0: off; used only with public-data
     feature_statistics: str = "mean-std"  # per D block: "mean" (channel means) or "mean-std" (+ spatial std)
@@ -91,9 +92,10 @@ class ExperimentConfig:
     feature_shrinkage: str = "off"  # "generator" / "pooled": noise-aware shrinkage of the decoded targets (free; feature_matching.SHRINKAGE)
     feature_class_gap_scale: float = 2.0  # > 1 widens each matched class mean's gap from their pooled mean (free; FeatureMatcher.scale_class_gaps)
     feature_class_gap_block: str = "pixels"  # where feature-class-gap-scale widens the gaps: the "pixels" block only, or "all" blocks
+    feature_class_gap_cap: str = "median"  # "median": no class moves further than (scale - 1) x the median class gap; "none": all x scale
     feature_release_share: float = 0.5  # the release alone costs this share of target-epsilon; DP-SGD gets the rest
     # published generator
-    sampling_keep: float = 0.5  # < 1: guided sampling keeps this share of candidates, best-rated by the run's DP D (free); 1: plain
+    sampling_keep: float = 1.0  # 1: plain; < 1: guided sampling keeps this share of candidates, best-rated by the run's DP D (free)
 
     def __post_init__(self) -> None:
         check_image_size(self.image_size)
@@ -125,6 +127,8 @@ class ExperimentConfig:
             raise ConfigError(f"run config feature-class-gap-scale must be > 0 (got {self.feature_class_gap_scale}); 1 matches the released class means as they are")
         if self.feature_class_gap_block not in ("all", "pixels"):
             raise ConfigError(f"run config feature-class-gap-block must be all or pixels (got {self.feature_class_gap_block!r})")
+        if self.feature_class_gap_cap not in GAP_CAPS:
+            raise ConfigError(f"run config feature-class-gap-cap must be one of {GAP_CAPS} (got {self.feature_class_gap_cap!r})")
         if self.feature_class_gap_scale != 1 and self.feature_class_gap_block == "pixels" and not self.feature_pixel_grid:
             raise ConfigError(
                 "run config feature-class-gap-block='pixels' widens the pixel block's class gaps, but feature-pixel-grid is 0 "
@@ -137,6 +141,8 @@ class ExperimentConfig:
             )
         if not 0 < self.sampling_keep <= 1:
             raise ConfigError(f"run config sampling-keep must be in (0, 1] (got {self.sampling_keep}); 1 publishes plain sampling")
+        if self.mode_seeking_scope not in MODE_SEEKING_SCOPES:
+            raise ConfigError(f"run config mode-seeking-scope must be one of {MODE_SEEKING_SCOPES} (got {self.mode_seeking_scope!r})")
         if self.g_batch_size < 2 or self.mode_seeking_weight < 0:
             raise ConfigError("run config g-batch-size must be at least 2 (pairs of latents per label) and mode-seeking-weight >= 0")
         if self.d_site_layers not in ("auto", *TRAINED_LAYERS):
@@ -180,8 +186,9 @@ class ExperimentConfig:
 
     def generator_settings(self) -> GeneratorSettings:
         return GeneratorSettings(
-            self.g_batch_size, self.g_steps, self.lr_g, 0.5, self.loss, self.aux_weight_g, self.ema_decay, self.mode_seeking_weight,
-            self.feature_matching_weight,
+            batch_size=self.g_batch_size, steps=self.g_steps, lr=self.lr_g, beta1=0.5, loss=self.loss, aux_weight=self.aux_weight_g,
+            ema_decay=self.ema_decay, mode_seeking_weight=self.mode_seeking_weight, mode_seeking_scope=self.mode_seeking_scope,
+            feature_matching_weight=self.feature_matching_weight,
         )
 
     def partition_spec(self, num_sites: int) -> PartitionSpec:

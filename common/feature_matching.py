@@ -40,6 +40,9 @@ MATCH_CONFIDENCE_Z = 3.0
 #: deviations is signal: 0.62-0.69 in the pixel block at epsilon 10 over 4 sites, 0.10-0.33 at epsilon 3, 0-0.23 at
 #: epsilon 1, where widening doubled the noise and G collapsed (docs/results.md).
 MIN_SIGNAL_SHARE_TO_WIDEN = 0.5
+#: How far the widening may move a class (FeatureMatcher.scale_class_gaps): "median": at most (scale - 1) times the
+#: median class's gap length; "none": every matched class x scale.
+GAP_CAPS = ("median", "none")
 
 
 @dataclass(frozen=True)
@@ -249,15 +252,25 @@ class FeatureMatcher(nn.Module):
         noise = _deviation_noise_var(self._noise_scale()[rows], table_noise_std).sum() * targets.shape[1]
         return float((1.0 - noise / observed.clamp_min(1e-12)).clamp(0.0, 1.0))
 
-    def scale_class_gaps(self, scale: float, *, pixels_only: bool = False) -> None:
-        """Move each matched class's target to ``pooled + scale * (target - pooled)``, pooled being the matched
-        classes' patient-weighted mean target: ``scale`` > 1 widens the gaps between the classes G matches
-        (``pixels_only``: in the pixel block only). Post-processing of the release: no privacy cost. Unmatched
-        classes are left as decoded."""
+    def scale_class_gaps(self, scale: float, *, pixels_only: bool = False, cap: str = "none") -> torch.Tensor:
+        """Move each matched class's target to ``pooled + factor * (target - pooled)``, pooled being the matched
+        classes' patient-weighted mean target, and return the factors [classes] (1 for unmatched classes, which are
+        left as decoded). ``scale`` > 1 widens the gaps between the classes G matches (``pixels_only``: in the pixel
+        block only). With ``cap="median"`` no class moves further than ``(scale - 1)`` times the (lower) median of the
+        matched classes' gap lengths, so a class that lies far from the others is widened less than ``scale`` and
+        G is not driven to one extreme image (docs/results.md). Post-processing of the release: no privacy cost."""
+        factors = torch.ones(len(self.matched), device=self.targets.device)
         if scale == 1.0 or int(self.matched.sum()) < 2:
-            return
+            return factors
         rows, columns, targets, pooled = self._matched_gaps(pixels_only)
-        self.targets[rows, columns] = pooled + scale * (targets - pooled)
+        gaps = targets - pooled
+        widened = torch.full((len(rows),), float(scale), device=gaps.device)
+        if cap == "median":
+            lengths = gaps.norm(dim=1).clamp_min(1e-12)
+            widened = 1.0 + (scale - 1.0) * (lengths.median() / lengths).clamp(max=1.0)
+        self.targets[rows, columns] = pooled + widened[:, None] * gaps
+        factors[rows] = widened
+        return factors
 
     @property
     def matched_classes(self) -> torch.Tensor:

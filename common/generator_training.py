@@ -17,6 +17,10 @@ from common.gan_losses import g_loss
 from common.models import Discriminator, Generator
 
 
+#: Where the mode-seeking ratio is averaged: over the whole batch (MSGAN) or per class (mode_seeking_loss).
+MODE_SEEKING_SCOPES = ("batch", "class")
+
+
 @dataclass(frozen=True)
 class GeneratorSettings:
     """Optimisation settings of the server's G steps."""
@@ -29,18 +33,25 @@ class GeneratorSettings:
     aux_weight: float = 0.5
     ema_decay: float = 0.999
     mode_seeking_weight: float = 0.0
+    mode_seeking_scope: str = "batch"  # "batch": MSGAN's ratio over the whole batch; "class": per class (mode_seeking_loss)
     feature_matching_weight: float = 0.0
 
 
-def mode_seeking_loss(images: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+def mode_seeking_loss(images: torch.Tensor, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
     """MSGAN (Mao et al. 2019): 1 / (image distance / latent distance) of the pairs (first half, second half).
 
     Rows i and i + B/2 share a label; a G that maps different latents to the same image (mode collapse) pays.
+    With ``labels`` the ratio is averaged per class and the loss is the mean over classes of its inverse, so one
+    collapsed class costs as much as it would alone instead of hiding behind the varied classes of the batch.
     """
     first, second = images.chunk(2)
     z_first, z_second = z.chunk(2)
     ratio = (first - second).abs().flatten(1).mean(dim=1) / (z_first - z_second).abs().mean(dim=1)
-    return 1.0 / (ratio.mean() + 1e-5)
+    if labels is None:
+        return 1.0 / (ratio.mean() + 1e-5)
+    half_labels = labels[: len(ratio)]
+    per_class = torch.stack([ratio[half_labels == c].mean() for c in half_labels.unique()])
+    return (1.0 / (per_class + 1e-5)).mean()
 
 
 class GeneratorTrainer:
@@ -85,7 +96,7 @@ class GeneratorTrainer:
                 score, logits = discriminator(images, labels)
                 loss = g_loss(score, s.loss).mean() + s.aux_weight * F.cross_entropy(logits, labels)
                 if s.mode_seeking_weight:
-                    loss = loss + s.mode_seeking_weight * mode_seeking_loss(images, z)
+                    loss = loss + s.mode_seeking_weight * mode_seeking_loss(images, z, labels if s.mode_seeking_scope == "class" else None)
                 if matcher is not None:
                     distance = matcher.loss(images, labels)
                     loss = loss + s.feature_matching_weight * distance

@@ -114,8 +114,16 @@ def _class_gap_words(release: dict) -> str:
     where = "the pixel block" if release.get("class_gap_block") == "pixels" else "every block"
     share = f"{release['class_gap_signal_share']:.0%} of the released class gaps' energy in {where} is signal"
     if release.get("class_gap_widened"):
-        return f"- G matches the class means with their gaps from the classes' pooled mean widened x {release['class_gap_scale']:g} ({share}; post-processing, no privacy cost)"
+        return (f"- G matches the class means with their gaps from the classes' pooled mean widened x {release['class_gap_scale']:g} "
+                f"({_cap_words(release)}{share}; post-processing, no privacy cost)")
     return f"- G matches the class means as released: {share}, under the {release['class_gap_min_signal_share']:.0%} needed to widen the gaps x {release['class_gap_scale']:g}"
+
+
+def _cap_words(release: dict) -> str:
+    if release.get("class_gap_cap") != "median":  # absent from cards written before the cap existed: every class x scale
+        return ""
+    factors = ", ".join(f"{name} x {factor:.2f}" for name, factor in release["class_gap_factors"].items() if factor != 1.0)
+    return f"capped: no class moves further than the median class gap allows, {factors}; "
 
 
 def _count_words(release: dict) -> str:

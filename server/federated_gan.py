@@ -194,8 +194,9 @@ class FederatedGanServer:
         pixels_only = self.config.feature_class_gap_block == "pixels"
         signal_share = space.class_gap_signal_share(table_noise_std, pixels_only=pixels_only)
         widened = self.config.feature_class_gap_scale != 1.0 and signal_share >= MIN_SIGNAL_SHARE_TO_WIDEN
+        factors = torch.ones(len(self.conditions.names))
         if widened:
-            space.scale_class_gaps(self.config.feature_class_gap_scale, pixels_only=pixels_only)
+            factors = space.scale_class_gaps(self.config.feature_class_gap_scale, pixels_only=pixels_only, cap=self.config.feature_class_gap_cap)
         self.matcher = space
         patients = dict(zip(self.conditions.names, (round(float(n), 1) for n in self.matcher.patients)))
         matched = [name for name, ok in zip(self.conditions.names, self.matcher.matched_classes.tolist()) if ok]
@@ -213,6 +214,8 @@ class FederatedGanServer:
             "shrinkage": self.config.feature_shrinkage if kept is not None else None,
             "class_gap_scale": self.config.feature_class_gap_scale,
             "class_gap_block": self.config.feature_class_gap_block,
+            "class_gap_cap": self.config.feature_class_gap_cap,
+            "class_gap_factors": dict(zip(self.conditions.names, (round(float(f), 3) for f in factors))),
             "class_gap_signal_share": round(signal_share, 3),
             "class_gap_widened": widened,
             "class_gap_min_signal_share": MIN_SIGNAL_SHARE_TO_WIDEN,
@@ -222,7 +225,7 @@ class FederatedGanServer:
                  "standard deviations of the count's noise are not matched); shrinkage %s, share of each target's deviation kept "
                  "(per block) %s; class gaps (%s): %.0f%% signal, %s", len(tables), patients, matched, MIN_CLASS_PATIENTS, MATCH_CONFIDENCE_Z,
                  self.config.feature_shrinkage, self.feature_release["shrinkage_kept"], self.config.feature_class_gap_block,
-                 100 * signal_share, f"widened x {self.config.feature_class_gap_scale:g}" if widened else
+                 100 * signal_share, f"widened (cap {self.config.feature_class_gap_cap}): {self.feature_release['class_gap_factors']}" if widened else
                  f"matched as released (widened only at {MIN_SIGNAL_SHARE_TO_WIDEN:.0%} signal or more)")
 
     def _generator_class_means(self, space: FeatureMatcher, per_class: int = 256) -> torch.Tensor:

@@ -38,7 +38,7 @@ NOT_PRETRAINING_KEYS = frozenset(
         "target-epsilon", "target-delta", "max-grad-norm", "batch-size", "local-steps", "lr-d", "grad-sample-mode",
         "d-site-layers", "site-budget-epsilon", "ledger-dir", "g-steps", "feature-matching-weight", "feature-release-share",
         "feature-statistics", "feature-shrinkage", "feature-pixel-grid", "feature-pixel-share", "feature-count-share",
-        "feature-class-gap-scale", "feature-class-gap-block",
+        "feature-class-gap-scale", "feature-class-gap-block", "feature-class-gap-cap",
         "sampling-keep",
     }
 )

@@ -39,6 +39,10 @@ def test_unknown_key_and_wrong_type_are_refused() -> None:
         ExperimentConfig.from_run_config({"feature-count-share": 1.0})
     with pytest.raises(ConfigError, match="feature-class-gap-scale must be > 0"):
         ExperimentConfig.from_run_config({"feature-class-gap-scale": 0.0})
+    with pytest.raises(ConfigError, match="mode-seeking-scope must be one of .*'pairs'"):
+        ExperimentConfig.from_run_config({"mode-seeking-scope": "pairs"})
+    with pytest.raises(ConfigError, match="feature-class-gap-cap must be one of .*'max'"):
+        ExperimentConfig.from_run_config({"feature-class-gap-cap": "max"})
     with pytest.raises(ConfigError, match="feature-pixel-grid is 0 .*feature-class-gap-scale=1"):
         ExperimentConfig.from_run_config({"feature-pixel-grid": 0})  # the default widens the pixel block's gaps
     assert ExperimentConfig.from_run_config({"feature-pixel-grid": 0, "feature-class-gap-scale": 1.0}).feature_pixel_grid == 0

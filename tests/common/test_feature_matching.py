@@ -209,6 +209,24 @@ def test_class_gap_scale_on_the_pixel_block_leaves_the_feature_blocks_as_release
     assert torch.allclose(matcher.targets[:, pixels:], means[:, pixels:], atol=1e-6), "D-feature blocks as released"
 
 
+def test_class_gap_median_cap_widens_a_far_class_less_and_the_others_in_full() -> None:
+    matcher = FeatureMatcher(build_models(ARCH, seed=0)[1].features, 3)
+    dim = matcher.targets.shape[1]
+    counts = torch.tensor([200.0, 200.0, 100.0])
+    means = torch.zeros(3, dim)
+    means[:, 0] = torch.tensor([-0.1, 0.1, 0.8])  # pooled 0.16: gaps -0.26, -0.06, 0.64 (class 2 lies far out)
+    share = matcher.count_share
+    matcher.set_targets(torch.cat([means * counts[:, None] * math.sqrt(1 - share), counts[:, None] * math.sqrt(share)], dim=1))
+    factors = matcher.scale_class_gaps(2.0, cap="median")
+    pooled = (200 * -0.1 + 200 * 0.1 + 100 * 0.8) / 500
+    gaps = means[:, 0] - pooled
+    median = gaps.abs().median().item()  # class 0's 0.26
+    assert factors[:2].tolist() == pytest.approx([2.0, 2.0]), "classes no further out than the median: x scale"
+    assert factors[2].item() == pytest.approx(1 + median / gaps[2].abs().item(), rel=1e-4)
+    assert (matcher.targets[2, 0] - means[2, 0]).item() == pytest.approx(median, rel=1e-4), "the far class moves by the median gap"
+    assert matcher.targets[:2, 0].tolist() == pytest.approx((pooled + 2 * gaps[:2]).tolist(), abs=1e-6)
+
+
 def test_class_gap_signal_share_is_one_for_exact_tables_and_falls_with_the_release_noise() -> None:
     spec = EmbeddingSpec("mean-std", pixel_grid=4)
     matcher = FeatureMatcher(build_models(ARCH, seed=0)[1].features, 3, spec)

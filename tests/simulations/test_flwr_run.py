@@ -50,10 +50,15 @@ def test_flwr_run_two_rounds_two_sites_publishes_a_private_generator(tmp_path: P
     assert release["count_share"] == 0.5
     assert release["class_gap_scale"] == 2.0 and release["class_gap_block"] == "pixels" and 0.0 <= release["class_gap_signal_share"] <= 1.0
     assert release["class_gap_widened"] == (release["class_gap_signal_share"] >= 0.5)
+    factors = [release["class_gap_factors"][name] for name in release["matched_classes"]]
+    assert release["class_gap_cap"] == "median" and all(1.0 <= f <= 2.0 for f in factors)
+    assert (max(factors, default=1.0) == 2.0) == release["class_gap_widened"], "capped at the median: the classes nearest the pool are widened in full"
     assert "of the released class gaps' energy in the pixel block is signal" in (run_dir / "MODEL_CARD.md").read_text()
+    assert ("capped: no class moves further than the median class gap allows" in (run_dir / "MODEL_CARD.md").read_text()) == release["class_gap_widened"]
     assert "8 x 8 cell statistics" in (run_dir / "MODEL_CARD.md").read_text() and "the patient count (50.0%" in (run_dir / "MODEL_CARD.md").read_text()
     assert "g_feature_distance" in metrics.columns
     assert ledger["entries"][-1]["epsilon_after"] == pytest.approx(next(s["epsilon"] for s in card["sites"] if s["name"] == "sim-site-0"))
     generator = load_generator(run_dir)
-    assert card["sampling"]["keep"] == 0.5 and generator.discriminator is not None, "default: guided sampling with the run's D"
+    assert card["sampling"] == {"method": "plain", "keep": 1.0} and generator.discriminator is None, "default: plain sampling, no discriminator published"
+    assert not (run_dir / "discriminator.safetensors").exists() and "- sampling: plain" in (run_dir / "MODEL_CARD.md").read_text()
     assert sample(generator, "COVID-19", 2, seed=0).shape == (2, 1, 32, 32)
