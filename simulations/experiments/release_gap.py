@@ -5,7 +5,10 @@
 For a run of ``run_experiment.py`` with feature matching, embeds the sites' training images (the run's
 ``split/train.csv``, from ``$CXR_SHARED_DATA/cxr128``) in the run's frozen feature space, decodes the exact
 patient-weighted class means the sites would have released without noise, and prints, block by block, the
-squared gap between the two classes' exact means next to the squared noise on each released (noisy) mean.
+squared gap between the two classes' exact means next to each target's squared distance from its exact mean (the
+release's noise; in runs that widen the class gaps, the widening too, as G is given the targets), then how well
+the targets' gap and the gap between G's own samples (400 per class, plain sampling, as ``cxr-evaluate`` draws
+them) point the exact gap's way (cosines).
 Offline analysis of numbers the server already holds plus the private images: a diagnostic, not part of a run.
 """
 from __future__ import annotations
@@ -19,7 +22,9 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 
+from common.artifacts import load_generator
 from common.conditions import load_condition_set
+from common.evaluation.evaluate import synthetic_set
 from common.experiment_config import ExperimentConfig
 from common.feature_matching import FeatureMatcher, block_lengths, embed_in_batches, patient_class_sums
 from common.models import build_models
@@ -36,6 +41,14 @@ def block_names(matcher: FeatureMatcher) -> list[str]:
     grid = matcher.spec.pixel_grid
     channels = [layer.out_channels for layer in matcher.features if isinstance(layer, torch.nn.Conv2d)]
     return ([f"pixels {grid} x {grid}"] if grid else []) + [f"D block {i + 1} ({c} channels)" for i, c in enumerate(channels)]
+
+
+def block_columns(matcher: FeatureMatcher) -> list[tuple[str, slice]]:
+    """Each block's name and columns in the embedding, then ("all", every column)."""
+    offsets = [0]
+    for length in block_lengths(matcher.features, matcher.spec):
+        offsets.append(offsets[-1] + length)
+    return [(name, slice(start, stop)) for name, start, stop in zip(block_names(matcher), offsets, offsets[1:])] + [("all", slice(None))]
 
 
 def main() -> None:
@@ -62,14 +75,20 @@ def main() -> None:
     a, b = (conditions.names.index(name) for name in args.classes)
     print(f"| block | numbers | squared {args.classes[0]}-{args.classes[1]} gap (exact) | squared noise, {args.classes[0]} | squared noise, {args.classes[1]} | gap / noise ({args.classes[0]}) |")
     print("| --- | ---: | ---: | ---: | ---: | ---: |")
-    start = 0
-    blocks = zip(block_names(matcher), block_lengths(matcher.features, matcher.spec))
-    for name, size in [*blocks, ("all", None)]:
-        cols = slice(start, start + size) if size else slice(None)
+    for name, cols in block_columns(matcher):
         gap = (exact[a, cols] - exact[b, cols]).pow(2).sum().item()
         noise_a, noise_b = ((noisy[c, cols] - exact[c, cols]).pow(2).sum().item() for c in (a, b))
-        print(f"| {name} | {size or exact.shape[1]} | {gap:.4f} | {noise_a:.4f} | {noise_b:.4f} | {gap / noise_a:.2f} |")
-        start += size or 0
+        print(f"| {name} | {exact[0, cols].numel()} | {gap:.4f} | {noise_a:.4f} | {noise_b:.4f} | {gap / noise_a:.2f} |")
+    images, labels = synthetic_set(load_generator(args.run), 400, seed=0, keep=1.0)
+    generated = embed_in_batches(matcher.embed, to_model_range(images), device=torch.device("cpu"))
+    labels = torch.from_numpy(labels)
+    generated_means = torch.stack([generated[labels == c].mean(0) for c in (a, b)])
+    print("\n| block | cos(target gap, exact gap) | cos(G's gap, exact gap) | cos(G's gap, target gap) | G's gap length / target's |")
+    print("| --- | ---: | ---: | ---: | ---: |")
+    for name, cols in block_columns(matcher):
+        exact_gap, target_gap, generated_gap = (m[0, cols] - m[1, cols] for m in (exact[[a, b]], noisy[[a, b]], generated_means))
+        cosines = [torch.nn.functional.cosine_similarity(u, v, dim=0).item() for u, v in ((target_gap, exact_gap), (generated_gap, exact_gap), (generated_gap, target_gap))]
+        print(f"| {name} | " + " | ".join(f"{c:.2f}" for c in cosines) + f" | {(generated_gap.norm() / target_gap.norm()).item():.2f} |")
 
 
 if __name__ == "__main__":
