@@ -26,12 +26,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torchmetrics.functional.classification import binary_auroc
 
 from common.artifacts import load_generator
 from common.conditions import load_condition_set
 from common.evaluation.evaluate import synthetic_set
+from common.feature_matching import pixel_cells
 from common.privacy_accounting import plan_noise_multiplier
 from common.site_data import load_labelled_images
 
@@ -41,8 +41,7 @@ SHRINKAGE = (0.01, 1.0, 3.0, 10.0)  # lambda, in units of the covariance's mean 
 
 def cell_means(images: np.ndarray) -> np.ndarray:
     """[N, GRID * GRID] cell means of uint8 images, in [0, 1]."""
-    x = torch.from_numpy(images.astype(np.float64) / 255.0)[:, None]
-    return F.adaptive_avg_pool2d(x, GRID).flatten(1).numpy()
+    return pixel_cells(torch.from_numpy(images.astype(np.float64) / 255.0)[:, None], GRID, statistics="mean").numpy()
 
 
 def auroc(positives: np.ndarray, scores: np.ndarray) -> float:
@@ -90,7 +89,8 @@ def main() -> None:
     split = args.runs[0] / "split"
     train, test, public = (load_labelled_images(data, conditions, labels=split / f"{name}.csv", image_size=64, show_progress=False) for name in ("train", "holdout", "public"))
     x_test, y_test = pneumonia_vs_normal(cell_means(test.images), test.conditions, normal, pneumonia)
-    x_train, y_train = pneumonia_vs_normal(cell_means(train.images), train.conditions, normal, pneumonia)
+    train_cells = cell_means(train.images)
+    x_train, y_train = pneumonia_vs_normal(train_cells, train.conditions, normal, pneumonia)
     real_diff = x_train[y_train].mean(0) - x_train[~y_train].mean(0)
     real_cov = within_class_cov(x_train, y_train)
     print("real cell means, pneumonia vs normal AUROC on the held-out patients:")
@@ -112,14 +112,14 @@ def main() -> None:
         print(f"  {run.name}: {tstr:.3f} | {cos:.2f} | {np.linalg.norm(diff) / np.linalg.norm(real_diff):.2f} | " + " ".join(f"{auroc(y_test, s):.3f}" for s in scores))
 
     patient_index = np.unique(np.asarray(train.patient_ids), return_inverse=True)[1]
-    all_cells = cell_means(train.images)
-    patients = np.stack([all_cells[patient_index == i].mean(0) for i in range(patient_index.max() + 1)])
+    patients = np.stack([train_cells[patient_index == i].mean(0) for i in range(patient_index.max() + 1)])
     patient_labels = np.array([train.conditions[patient_index == i][0] for i in range(patient_index.max() + 1)])
     noise = plan_noise_multiplier(target_epsilon=args.release_epsilon, delta=1e-5, sample_rate=1.0, steps=1)
+    public_mean = cell_means(public.images).mean(0)
     rng = np.random.default_rng(0)
     print(f"DP covariance release (epsilon {args.release_epsilon:g} per site, noise {noise:.2f}, clip {args.clip:g}, 4 sites), mean over the runs' d and 5 noise draws:")
     for shrinkage in SHRINKAGE:
-        values = [auroc(y_test, x_test @ lda(d, dp_covariance(patients, patient_labels, cell_means(public.images).mean(0), clip=args.clip, noise=noise, sites=4, rng=rng), shrinkage))
+        values = [auroc(y_test, x_test @ lda(d, dp_covariance(patients, patient_labels, public_mean, clip=args.clip, noise=noise, sites=4, rng=rng), shrinkage))
                   for _ in range(5) for d in synthetic_diffs]
         exact = np.mean([auroc(y_test, x_test @ lda(d, real_cov, shrinkage)) for d in synthetic_diffs])
         print(f"  lambda {shrinkage:g}: {np.mean(values):.3f} (exact real covariance: {exact:.3f})")
