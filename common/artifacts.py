@@ -1,5 +1,6 @@
 """A published generator: ``generator.safetensors`` + ``model_card.json`` + ``MODEL_CARD.md`` + ``samples.png``, and
-with guided sampling (``common.guided_sampling``) the run's DP discriminator, ``discriminator.safetensors``.
+with guided sampling (``common.guided_sampling``) the run's DP discriminator, ``discriminator.safetensors``; a run
+with ``generator-members`` > 1 adds ``generator-member-<i>.safetensors``, and samples are drawn equally from all.
 
 Weights are safetensors (never pickle); the card says what the generator was trained on, how private it is
 (per-site epsilon and delta, accountant, privacy unit) and how to rebuild it. Every file is written atomically.
@@ -25,6 +26,7 @@ from common.sample_grid import save_sample_grid
 
 CARD_FORMAT = "cxr-fedsynth-generator/1"
 WEIGHTS = "generator.safetensors"
+MEMBER_WEIGHTS = "generator-member-{}.safetensors"
 DISCRIMINATOR = "discriminator.safetensors"
 CARD_JSON = "model_card.json"
 CARD_MD = "MODEL_CARD.md"
@@ -40,6 +42,12 @@ class PublishedGenerator:
     generator: Generator
     card: dict
     discriminator: Discriminator | None = None
+    members: tuple[Generator, ...] = ()  # further generators of the same run; samples come equally from all
+
+    @property
+    def generators(self) -> tuple[Generator, ...]:
+        """Every generator samples are drawn from: the run's own first."""
+        return (self.generator, *self.members)
 
     @property
     def sampling_keep(self) -> float:
@@ -76,18 +84,29 @@ def clean_state_dict(module: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {k.removeprefix("_module."): v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
 
 
+def _save_generator(path: Path, generator: Generator) -> str:
+    """Write one generator's weights atomically; returns the file's SHA-256."""
+    with atomic_path(path) as tmp:
+        save_file(clean_state_dict(generator), str(tmp), metadata={"format": CARD_FORMAT, "architecture": json.dumps(generator.arch.to_dict())})
+    return file_sha256(path)
+
+
 def publish_generator(
     out_dir: Path, generator: Generator, card: dict, *, discriminator: Discriminator | None = None, sampling_keep: float = 1.0,
-    samples_per_class: int = 8,
+    samples_per_class: int = 8, members: tuple[Generator, ...] = (),
 ) -> Path:
     """Write weights, card (JSON + Markdown) and a per-class sample grid into ``out_dir``; with ``sampling_keep`` < 1
-    also the ``discriminator`` that guided sampling keeps the best candidates by."""
+    also the ``discriminator`` that guided sampling keeps the best candidates by; ``members`` are further generators
+    of the same architecture that samples are drawn from equally (``generator-member-<i>.safetensors``)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     arch = generator.arch
-    with atomic_path(out_dir / WEIGHTS) as tmp:
-        save_file(clean_state_dict(generator), str(tmp), metadata={"format": CARD_FORMAT, "architecture": json.dumps(arch.to_dict())})
-    card = {**card, "format": CARD_FORMAT, "architecture": arch.to_dict(), "weights_sha256": file_sha256(out_dir / WEIGHTS)}
+    if any(member.arch != arch for member in members):
+        raise ArtifactError("every generator member must have the run's architecture")
+    card = {**card, "format": CARD_FORMAT, "architecture": arch.to_dict(), "weights_sha256": _save_generator(out_dir / WEIGHTS, generator)}
+    card["members"] = [
+        {"file": MEMBER_WEIGHTS.format(i), "sha256": _save_generator(out_dir / MEMBER_WEIGHTS.format(i), member)} for i, member in enumerate(members, start=1)
+    ]
     card["sampling"] = {"method": "plain", "keep": 1.0}
     if sampling_keep < 1:
         if discriminator is None:
@@ -95,7 +114,7 @@ def publish_generator(
         with atomic_path(out_dir / DISCRIMINATOR) as tmp:
             save_file(clean_state_dict(discriminator), str(tmp), metadata={"format": CARD_FORMAT})
         card["sampling"] = {"method": "discriminator top-k", "keep": sampling_keep, "discriminator_sha256": file_sha256(out_dir / DISCRIMINATOR)}
-    published = PublishedGenerator(generator, card, discriminator if sampling_keep < 1 else None)
+    published = PublishedGenerator(generator, card, discriminator if sampling_keep < 1 else None, tuple(members))
     rows = [to_uint8(sample(published, name, samples_per_class, seed=i)) for i, name in enumerate(card["classes"])]
     save_sample_grid(out_dir / SAMPLES, rows, card["classes"], private=card["private"])
     write_json_atomic(out_dir / CARD_JSON, card)
@@ -126,33 +145,52 @@ def load_generator(path: Path, *, device: str | torch.device = "cpu") -> Publish
     if file_sha256(weights_path) != card.get("weights_sha256"):
         raise ArtifactError(f"{weights_path}: SHA-256 does not match the model card; the weights were changed or damaged")
     arch = GanArchitecture(**card["architecture"])
-    generator = Generator(arch)
-    generator.load_state_dict(_load_weights(weights_path, device), strict=True)
+    generator = _load_generator_weights(weights_path, arch, device)
+    members = []
+    for member in card.get("members", []):
+        member_path = path / Path(member["file"]).name
+        if not member_path.is_file() or file_sha256(member_path) != member["sha256"]:
+            raise ArtifactError(f"{member_path}: missing or its SHA-256 does not match the model card; re-download the whole published folder")
+        members.append(_load_generator_weights(member_path, arch, device).eval())
     discriminator = None
     if "discriminator_sha256" in card.get("sampling", {}):
         d_path = path / DISCRIMINATOR
         if not d_path.is_file() or file_sha256(d_path) != card["sampling"]["discriminator_sha256"]:
             raise ArtifactError(f"{d_path}: missing or its SHA-256 does not match the model card; guided sampling needs the published discriminator")
         discriminator = load_discriminator(d_path, arch, device=device)
-    return PublishedGenerator(generator.to(device).eval(), card, discriminator)
+    return PublishedGenerator(generator.eval(), card, discriminator, tuple(members))
+
+
+def _load_generator_weights(path: Path, arch: GanArchitecture, device: str | torch.device) -> Generator:
+    generator = Generator(arch)
+    try:
+        generator.load_state_dict(_load_weights(path, device), strict=True)
+    except RuntimeError as exc:
+        raise ArtifactError(f"{path}: generator weights do not fit the model card's architecture ({exc})") from None
+    return generator.to(device)
 
 
 def sample(published: PublishedGenerator, class_name: str, count: int, *, seed: int, keep: float | None = None, batch_size: int = 256) -> torch.Tensor:
     """``count`` images of one class in [-1, 1], [N, 1, S, S]; reproducible from ``seed``. ``keep`` overrides the
-    card's guided-sampling share (1: plain samples; < 1 needs the published discriminator)."""
+    card's guided-sampling share (1: plain samples; < 1 needs the published discriminator). With members, the
+    images come in equal shares from each generator in turn (the run's own first, drawing from ``seed``)."""
     if class_name not in published.classes:
         raise ArtifactError(f"class {class_name!r} is not one this generator learned; choose one of {published.classes}")
     keep = published.sampling_keep if keep is None else keep
     if keep < 1 and published.discriminator is None:
         raise ArtifactError(f"guided sampling (keep {keep}) needs a discriminator: this generator was published without one; use keep 1")
     label = published.classes.index(class_name)
-    g = published.generator
-    gen = torch.Generator(device=next(g.parameters()).device).manual_seed(seed)
-    chunks = [
-        draw(g, label, min(batch_size, count - start), gen=gen, keep=keep, discriminator=published.discriminator)
-        for start in range(0, count, batch_size)
-    ]
-    return torch.cat(chunks) if chunks else torch.zeros(0, 1, g.arch.image_size, g.arch.image_size)
+    generators = published.generators
+    chunks = []
+    for index, g in enumerate(generators):
+        share = count // len(generators) + (index < count % len(generators))
+        gen = torch.Generator(device=next(g.parameters()).device).manual_seed(seed if index == 0 else seed * 1_000_003 + index)
+        chunks += [
+            draw(g, label, min(batch_size, share - start), gen=gen, keep=keep, discriminator=published.discriminator)
+            for start in range(0, share, batch_size)
+        ]
+    size = published.generator.arch.image_size
+    return torch.cat(chunks) if chunks else torch.zeros(0, 1, size, size)
 
 
 def load_discriminator(path: Path, arch: GanArchitecture, *, device: str | torch.device = "cpu") -> Discriminator:

@@ -95,13 +95,14 @@ class ExperimentConfig:
     feature_class_gap_cap: str = "median"  # "median": no class moves further than (scale - 1) x the median class gap; "none": all x scale
     feature_release_share: float = 0.5  # the release alone costs this share of target-epsilon; DP-SGD gets the rest
     # published generator
+    generator_members: int = 1  # > 1: also publish members - 1 generators trained after the last round against the final D and release (free)
     sampling_keep: float = 1.0  # 1: plain; < 1: guided sampling keeps this share of candidates, best-rated by the run's DP D (free)
 
     def __post_init__(self) -> None:
         check_image_size(self.image_size)
         check_loss(self.loss)
         PartitionSpec(1, self.partition, self.dirichlet_alpha)
-        positive = ("num_server_rounds", "batch_size", "public_batch_size", "local_steps", "g_steps", "g_batch_size", "min_sites", "phantom_patients")
+        positive = ("num_server_rounds", "generator_members", "batch_size", "public_batch_size", "local_steps", "g_steps", "g_batch_size", "min_sites", "phantom_patients")
         for name in positive:
             if getattr(self, name) < 1:
                 raise ConfigError(f"run config {name.replace('_', '-')} must be at least 1 (got {getattr(self, name)})")

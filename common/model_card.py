@@ -64,6 +64,7 @@ def render_model_card(card: dict) -> str:
         f"- rounds: {card['rounds_completed']} of {card['rounds_planned']} planned; loss {card['training']['loss']}",
         f"- weights: `generator.safetensors` (SHA-256 `{card.get('weights_sha256', '')[:16]}...`); load with "
         "`common.artifacts.load_generator` or sample with `cxr-generate`",
+        *_member_lines(card.get("members", [])),
         _sampling_line(card.get("sampling", {})),
         "",
         "## Data",
@@ -83,6 +84,17 @@ _SHRINKAGE_WORDS = {
     "generator": "each towards G's own class mean",
     "pooled": "per block of D features, towards the mean over all classes; pixel block as released",
 }
+
+
+def _member_lines(members: list[dict]) -> list[str]:
+    if not members:
+        return []
+    files = ", ".join(f"`{m['file']}` (SHA-256 `{m['sha256'][:16]}...`)" for m in members)
+    return [
+        f"- generator members: {len(members) + 1}; besides the run's own, {files}, each trained after the last round from the "
+        "round-0 weights against the final DP discriminator and the released class targets (post-processing); samples come "
+        "in equal shares from every member"
+    ]
 
 
 def _sampling_line(sampling: dict) -> str:

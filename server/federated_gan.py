@@ -27,9 +27,10 @@ from common.errors import CxrError
 from common.experiment_config import ExperimentConfig
 from common.feature_matching import MATCH_CONFIDENCE_Z, MIN_CLASS_PATIENTS, MIN_SIGNAL_SHARE_TO_WIDEN, FeatureMatcher
 from common.generator_training import GeneratorTrainer
-from common.models import build_models
+from common.models import Generator, build_models
 from common.privacy_accounting import ACCOUNTANT
 from server.checkpoint import Checkpoint, load_checkpoint, module_state, restore_optimizer, save_checkpoint
+from server.generator_members import train_members
 from server.public_pretraining import pretrain_on_public, pretraining_key
 
 log = logging.getLogger("cxr_fedsynth.server")
@@ -116,9 +117,12 @@ class FederatedGanServer:
         """The release's feature space: a frozen copy of D's features now."""
         return FeatureMatcher(self.discriminator.features, len(self.conditions), self.config.embedding_spec).to(self.device)
 
+    def _pretraining_store(self) -> Path:
+        return self.run_dir.parent / "public-pretraining" / pretraining_key(self.config)
+
     def _pretrain_on_public(self) -> None:
         """Pretrain on the public set, or reuse the stored weights of an identical earlier pretraining."""
-        store = self.run_dir.parent / "public-pretraining" / pretraining_key(self.config)
+        store = self._pretraining_store()
         stored = load_checkpoint(store)
         if stored is None:
             self.public = pretrain_on_public(self.config, self.g_trainer, self.discriminator, device=self.device).to_dict()
@@ -335,10 +339,21 @@ class FederatedGanServer:
                 "nothing was published"
             )
         published = publish_generator(
-            self.run_dir, self.g_trainer.published(), self.model_card(), discriminator=self.discriminator, sampling_keep=c.sampling_keep
+            self.run_dir, self.g_trainer.published(), self.model_card(), discriminator=self.discriminator, sampling_keep=c.sampling_keep,
+            members=self._train_members(),
         )
         log.info("published generator: %s", published)
         return published
+
+    def _train_members(self) -> tuple[Generator, ...]:
+        """The run's further generators (``generator-members`` > 1), trained now against the final D: no privacy cost."""
+        if self.config.generator_members == 1:
+            return ()
+        start = load_checkpoint(self._pretraining_store()) if self.config.pretrains_on_public else None
+        return train_members(self.config, start, self.discriminator, self.matcher, rounds=self._rounds_completed(), device=self.device)
+
+    def _rounds_completed(self) -> int:
+        return sum(1 for r in self.metric_rows if r.get("sites_ok", 0) >= self.config.min_sites)
 
     def _write_metrics(self) -> None:
         with atomic_path(self.run_dir / "metrics.csv") as tmp:
@@ -356,7 +371,7 @@ class FederatedGanServer:
             "classes": self.conditions.names,
             "condition_set": c.conditions,
             "rounds_planned": c.num_server_rounds,
-            "rounds_completed": sum(1 for r in self.metric_rows if r.get("sites_ok", 0) >= c.min_sites),
+            "rounds_completed": self._rounds_completed(),
             "privacy": {
                 "dp": c.dp,
                 "unit": "patient (Poisson sampling of patients, one image per sampled patient, per-patient clipping)",

@@ -39,7 +39,7 @@ NOT_PRETRAINING_KEYS = frozenset(
         "d-site-layers", "site-budget-epsilon", "ledger-dir", "g-steps", "feature-matching-weight", "feature-release-share",
         "feature-statistics", "feature-shrinkage", "feature-pixel-grid", "feature-pixel-share", "feature-count-share",
         "feature-class-gap-scale", "feature-class-gap-block", "feature-class-gap-cap",
-        "sampling-keep",
+        "sampling-keep", "generator-members",
     }
 )
 

@@ -6,14 +6,16 @@ import json
 import struct
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pydicom
 import pytest
+import torch
 from PIL import Image
 
-from common.artifacts import load_generator, publish_generator
+from common.artifacts import load_generator, publish_generator, sample
 from common.errors import ArtifactError
 from common.models import GanArchitecture, build_models
 from common.image_io import read_grayscale
@@ -107,3 +109,28 @@ def test_not_private_generator_says_so(tmp_path: Path) -> None:
     result = _generate("--generator", str(out), "-n", "1", "--format", "dicom", "--out", str(tmp_path / "d"))
     assert "NOT PRIVATE" in result.stdout
     assert "NOT PRIVATE" in pydicom.dcmread(next((tmp_path / "d").glob("*.dcm"))).ImageComments
+
+
+def test_members_are_published_hashed_and_sampled_in_equal_shares(tmp_path: Path) -> None:
+    arch = GanArchitecture(image_size=32, num_classes=3, latent_dim=8, g_width=8)
+    generator, member = build_models(arch, seed=0)[0], build_models(arch, seed=1)[0]
+    folder = publish_generator(tmp_path / "gen", generator, _card(private=True), samples_per_class=2, members=(member,))
+    card = json.loads((folder / "model_card.json").read_text())
+    assert [m["file"] for m in card["members"]] == ["generator-member-1.safetensors"]
+    assert "generator members: 2" in (folder / "MODEL_CARD.md").read_text()
+    loaded = load_generator(folder)
+    assert len(loaded.generators) == 2
+    images = sample(loaded, "Pneumonia", 5, seed=4)
+    assert images.shape == (5, 1, 32, 32)
+    assert torch.equal(images[:3], sample(replace(loaded, members=()), "Pneumonia", 3, seed=4)), "the run's own generator draws the first share, from the seed"
+    assert not torch.equal(images[3:], sample(replace(loaded, members=()), "Pneumonia", 5, seed=4)[3:]), "the member draws the rest"
+    assert torch.equal(images, sample(loaded, "Pneumonia", 5, seed=4)), "reproducible from the seed"
+    weights = folder / "generator-member-1.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 0xFF
+    weights.write_bytes(bytes(data))
+    with pytest.raises(ArtifactError, match="generator-member-1.safetensors: missing or its SHA-256 does not match"):
+        load_generator(folder)
+    weights.unlink()
+    with pytest.raises(ArtifactError, match="generator-member-1.safetensors: missing"):
+        load_generator(folder)

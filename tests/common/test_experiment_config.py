@@ -49,6 +49,8 @@ def test_unknown_key_and_wrong_type_are_refused() -> None:
     for keep in (0.0, 1.5):
         with pytest.raises(ConfigError, match=r"sampling-keep must be in \(0, 1\]"):
             ExperimentConfig.from_run_config({"sampling-keep": keep})
+    with pytest.raises(ConfigError, match="generator-members must be at least 1"):
+        ExperimentConfig.from_run_config({"generator-members": 0})
 
 
 def test_feature_matching_runs_only_with_public_pretraining() -> None:

@@ -1,0 +1,59 @@
+"""Generator members: trained after the last round from the round-0 weights against the final D (never changing it),
+reproducibly, each different from the run's own generator; a run with one member trains none."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from common.artifacts import clean_state_dict
+from common.experiment_config import ExperimentConfig
+from common.phantoms import PhantomSpec, generate_phantom_dataset
+from server.checkpoint import load_checkpoint, module_state
+from server.federated_gan import FederatedGanServer
+from server.generator_members import member_trainer
+
+SMALL = dict(image_size=32, phantom_patients=24, num_server_rounds=2, local_steps=1, g_steps=2, batch_size=4, g_batch_size=4, g_width=8, d_width=8, latent_dim=8)
+
+
+@pytest.fixture(scope="module")
+def phantom_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return generate_phantom_dataset(tmp_path_factory.mktemp("public") / "set", PhantomSpec(num_patients=20, images_per_patient=2, image_size=32, seed=3))
+
+
+def _after_rounds(config: ExperimentConfig, run_name: str) -> FederatedGanServer:
+    """A pretrained server whose G took two rounds of steps against D (as if two rounds had trained)."""
+    server = FederatedGanServer(config, run_name=run_name)
+    server._pretrain_on_public()
+    for round_number in (1, 2):
+        server.g_trainer.train_against(server.discriminator, seed=round_number)
+        server.metric_rows.append({"round": round_number, "sites_ok": 1})
+    return server
+
+
+def test_members_start_from_the_pretraining_and_leave_d_unchanged(tmp_path: Path, phantom_dir: Path) -> None:
+    config = ExperimentConfig(**SMALL, output_dir=str(tmp_path), public_data=str(phantom_dir), public_steps=3, generator_members=3)
+    server = _after_rounds(config, "members")
+    stored = load_checkpoint(server._pretraining_store())
+    start = member_trainer(config, stored, device=server.device)
+    pretrained = module_state(stored.tensors, "ema")
+    assert all(torch.equal(pretrained[k], v) for k, v in clean_state_dict(start.ema).items()), "members start at the round-0 weights"
+    assert start.updates == 3
+    d_before = {k: v.clone() for k, v in clean_state_dict(server.discriminator).items()}
+    members = server._train_members()
+    assert len(members) == 2
+    assert all(torch.equal(d_before[k], v) for k, v in clean_state_dict(server.discriminator).items()), "D is only read"
+    own = clean_state_dict(server.g_trainer.published())
+    first, second = (clean_state_dict(m) for m in members)
+    for state in (first, second):
+        assert any(not torch.equal(own[k], state[k]) for k in own), "a member is not the run's own generator"
+        assert any(not torch.equal(pretrained[k], state[k]) for k in own), "a member trained past the pretraining"
+    assert any(not torch.equal(first[k], second[k]) for k in first), "each member trains from its own seed"
+    again = clean_state_dict(_after_rounds(config, "again")._train_members()[0])
+    assert all(torch.equal(first[k], again[k]) for k in first), "members are reproducible"
+
+
+def test_one_member_trains_none(tmp_path: Path, phantom_dir: Path) -> None:
+    config = ExperimentConfig(**SMALL, output_dir=str(tmp_path), public_data=str(phantom_dir), public_steps=3)
+    assert _after_rounds(config, "single")._train_members() == ()
