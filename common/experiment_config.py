@@ -95,7 +95,7 @@ class ExperimentConfig:
     feature_class_gap_cap: str = "median"  # "median": no class moves further than (scale - 1) x the median class gap; "none": all x scale
     feature_release_share: float = 0.5  # the release alone costs this share of target-epsilon; DP-SGD gets the rest
     # published generator
-    generator_members: int = 1  # > 1: also publish members - 1 generators trained after the last round against the final D and release (free)
+    generator_members: int = 2  # > 1: also publish members - 1 generators trained after the last round against the final D and release (free)
     sampling_keep: float = 1.0  # 1: plain; < 1: guided sampling keeps this share of candidates, best-rated by the run's DP D (free)
 
     def __post_init__(self) -> None:

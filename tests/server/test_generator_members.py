@@ -55,5 +55,5 @@ def test_members_start_from_the_pretraining_and_leave_d_unchanged(tmp_path: Path
 
 
 def test_one_member_trains_none(tmp_path: Path, phantom_dir: Path) -> None:
-    config = ExperimentConfig(**SMALL, output_dir=str(tmp_path), public_data=str(phantom_dir), public_steps=3)
+    config = ExperimentConfig(**SMALL, output_dir=str(tmp_path), public_data=str(phantom_dir), public_steps=3, generator_members=1)
     assert _after_rounds(config, "single")._train_members() == ()
