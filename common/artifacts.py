@@ -107,6 +107,8 @@ def publish_generator(
     card["members"] = [
         {"file": MEMBER_WEIGHTS.format(i), "sha256": _save_generator(out_dir / MEMBER_WEIGHTS.format(i), member)} for i, member in enumerate(members, start=1)
     ]
+    for stale in set(out_dir.glob(MEMBER_WEIGHTS.format("*"))) - {out_dir / m["file"] for m in card["members"]}:
+        stale.unlink()  # an earlier publication's members, which this card does not list
     card["sampling"] = {"method": "plain", "keep": 1.0}
     if sampling_keep < 1:
         if discriminator is None:

@@ -125,6 +125,9 @@ def test_members_are_published_hashed_and_sampled_in_equal_shares(tmp_path: Path
     assert torch.equal(images[:3], sample(replace(loaded, members=()), "Pneumonia", 3, seed=4)), "the run's own generator draws the first share, from the seed"
     assert not torch.equal(images[3:], sample(replace(loaded, members=()), "Pneumonia", 5, seed=4)[3:]), "the member draws the rest"
     assert torch.equal(images, sample(loaded, "Pneumonia", 5, seed=4)), "reproducible from the seed"
+    single = publish_generator(tmp_path / "single", generator, _card(private=True), samples_per_class=1, members=(member,))
+    publish_generator(single, generator, _card(private=True), samples_per_class=1)
+    assert not list(single.glob("generator-member-*")) and load_generator(single).members == (), "re-publishing drops stale members"
     weights = folder / "generator-member-1.safetensors"
     data = bytearray(weights.read_bytes())
     data[-1] ^= 0xFF
