@@ -56,11 +56,14 @@ def test_weights_are_safetensors_and_load_in_a_fresh_process(published: Path) ->
     assert (published / "samples.png").is_file() and "Model card" in (published / "MODEL_CARD.md").read_text()
 
 
-def test_tampered_or_incomplete_generators_are_refused(published: Path) -> None:
-    weights = published / "generator.safetensors"
-    data = bytearray(weights.read_bytes())
+def _flip_last_byte(path: Path) -> None:
+    data = bytearray(path.read_bytes())
     data[-1] ^= 0xFF
-    weights.write_bytes(bytes(data))
+    path.write_bytes(bytes(data))
+
+
+def test_tampered_or_incomplete_generators_are_refused(published: Path) -> None:
+    _flip_last_byte(published / "generator.safetensors")
     with pytest.raises(ArtifactError, match="SHA-256 does not match"):
         load_generator(published)
     (published / "model_card.json").unlink()
@@ -129,9 +132,7 @@ def test_members_are_published_hashed_and_sampled_in_equal_shares(tmp_path: Path
     publish_generator(single, generator, _card(private=True), samples_per_class=1)
     assert not list(single.glob("generator-member-*")) and load_generator(single).members == (), "re-publishing drops stale members"
     weights = folder / "generator-member-1.safetensors"
-    data = bytearray(weights.read_bytes())
-    data[-1] ^= 0xFF
-    weights.write_bytes(bytes(data))
+    _flip_last_byte(weights)
     with pytest.raises(ArtifactError, match="generator-member-1.safetensors: missing or its SHA-256 does not match"):
         load_generator(folder)
     weights.unlink()
