@@ -83,6 +83,7 @@ def run_evaluation(request: EvaluationRequest) -> dict:
             fid["per_class"][name] = fidelity.frechet_and_kid(real_c, syn_c, trtr)
         diversity[name] = {"synthetic": fidelity.within_class_diversity(syn_c, seed=request.seed), "real": fidelity.within_class_diversity(train.images[train.conditions == i], seed=request.seed)}
         histograms[name] = {"synthetic": fidelity.intensity_histogram(syn_c), "real": fidelity.intensity_histogram(real_c) if len(real_c) else []}
+    two_sample = fidelity.two_sample_test(test.images, synthetic, seed=request.seed)
     report = {
         "generator": {"path": str(request.generator_dir), "run_name": published.card.get("run_name"), "private": published.private, "claimed_epsilon": published.claimed_epsilon, "weights_sha256": published.card.get("weights_sha256")},
         "data": {"train_images": len(train.records), "train_patients": len(set(train.patient_ids)), "test_images": len(test.records), "test_patients": len(set(test.patient_ids)), "synthetic_per_class": request.samples_per_class, "sampling_keep": keep},
@@ -90,7 +91,8 @@ def run_evaluation(request: EvaluationRequest) -> dict:
         "classifiers": results,
         "baseline_verdict": baseline_note,
         "fidelity": fid,
-        "classifier_two_sample_accuracy": fidelity.two_sample_test(test.images, synthetic, seed=request.seed),
+        "classifier_two_sample_accuracy": two_sample["accuracy"],
+        "classifier_two_sample_auroc": two_sample["auroc"],
         "within_class_diversity": diversity,
         "intensity_histograms": histograms,
         "settings": {"epochs": request.epochs, "seed": request.seed, "classifier": "CompactCNN (4 conv blocks, GroupNorm)", "feature_encoder": "the TRTR classifier's penultimate layer"},

@@ -47,7 +47,7 @@ def render_evaluation(report: dict, synthetic: np.ndarray, labels: np.ndarray) -
 <h2>Utility on real test patients</h2><table>{head}{rows}</table>
 <h2>Fidelity (features of a classifier trained here on real images)</h2>
 <p>Frechet distance {fid['fid']:.3f}, KID {fid['kid_mean']:.4f} ± {fid['kid_std']:.4f}; precision {fid['precision']:.3f}, recall {fid['recall']:.3f}, density {fid['density']:.3f}, coverage {fid['coverage']:.3f};
-classifier two-sample test accuracy {report['classifier_two_sample_accuracy']:.3f} (0.5 = indistinguishable).</p>
+a classifier trained to tell real from synthetic images scores accuracy {report['classifier_two_sample_accuracy']:.3f}, AUROC {report['classifier_two_sample_auroc']:.3f} on held-out images (0.5 = indistinguishable, 1.0 = every image told apart).</p>
 <table><tr><th>class</th><th>within-class diversity, synthetic</th><th>within-class diversity, real</th><th>Frechet distance</th></tr>{div_rows}</table>
 <h2>Pixel-intensity histograms</h2><img src="{figure_data_uri(fig)}">
 <h2>Samples</h2><img src="{image_data_uri(grid)}">

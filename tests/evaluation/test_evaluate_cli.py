@@ -39,5 +39,5 @@ def test_evaluate_untrained_generator_against_real_patients(cxr128_dir: Path, tm
     assert classifiers["TRTS (train real, test synthetic)"]["macro_auroc"] < 0.7, "nor carry their labels"
     assert dp["epsilon_spent"] <= 1.0 + 1e-6  # the fixture generator claims epsilon 1
     assert "does NOT beat" in report["baseline_verdict"]
-    assert 0.0 <= report["classifier_two_sample_accuracy"] <= 1.0 and report["classifier_two_sample_accuracy"] > 0.8
+    assert report["classifier_two_sample_accuracy"] > 0.8 and report["classifier_two_sample_auroc"] > 0.9, "an untrained G's images are easy to tell apart"
     assert "Is the synthetic data worth using?" in (tmp_path / "out" / "evaluation.html").read_text()
