@@ -8,16 +8,15 @@ pixel-intensity histograms.
 from __future__ import annotations
 
 import math
-from dataclasses import replace
 
 import numpy as np
 import torch
 from torch import nn
-from torchmetrics.functional.classification import binary_auroc
 from torchmetrics.image.fid import FrechetInceptionDistance
 from torchmetrics.image.kid import KernelInceptionDistance
 
 from common.evaluation.classifier import CompactCNN, TrainSettings, predict_proba, train_classifier
+from common.evaluation.utility import auroc
 from common.neighbours import nearest_neighbours
 
 PRDC_K = 5
@@ -80,12 +79,9 @@ def two_sample_test(real: np.ndarray, fake: np.ndarray, *, seed: int = 0) -> dic
     labels = np.r_[np.zeros(n), np.ones(n)].astype(np.int64)
     order = rng.permutation(2 * n)
     train, test = order[:n], order[n:]
-    settings = TrainSettings(seed=seed)
-    settings = replace(settings, epochs=math.ceil(TWO_SAMPLE_STEPS / math.ceil(n / settings.batch_size)))
+    settings = TrainSettings(epochs=math.ceil(TWO_SAMPLE_STEPS / math.ceil(n / TrainSettings.batch_size)), seed=seed)
     scores = predict_proba(train_classifier(images[train], labels[train], 2, settings), images[test])[:, 1]
-    accuracy = float(((scores > 0.5) == labels[test]).mean())
-    auroc = float(binary_auroc(torch.from_numpy(scores.astype(np.float64)), torch.from_numpy(labels[test])))
-    return {"accuracy": accuracy, "auroc": auroc}
+    return {"accuracy": float(((scores > 0.5) == labels[test]).mean()), "auroc": auroc(scores, labels[test])}
 
 
 def within_class_diversity(images: np.ndarray, *, pairs: int = 2000, seed: int = 0) -> float:

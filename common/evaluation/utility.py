@@ -9,7 +9,8 @@ from torchmetrics.functional.classification import binary_auroc, multiclass_accu
 BOOTSTRAP_ROUNDS = 200
 
 
-def _auroc(scores: np.ndarray, positives: np.ndarray) -> float:
+def auroc(scores: np.ndarray, positives: np.ndarray) -> float:
+    """AUROC of ``scores`` for the binary ``positives`` (NaN when only one side is present)."""
     if positives.all() or not positives.any():
         return float("nan")
     return float(binary_auroc(torch.from_numpy(scores.astype(np.float64)), torch.from_numpy(positives.astype(np.int64))))
@@ -19,7 +20,7 @@ def _ci(scores: np.ndarray, positives: np.ndarray, rng: np.random.Generator) -> 
     values = []
     for _ in range(BOOTSTRAP_ROUNDS):
         idx = rng.integers(0, len(scores), len(scores))
-        value = _auroc(scores[idx], positives[idx])
+        value = auroc(scores[idx], positives[idx])
         if not np.isnan(value):
             values.append(value)
     return (float(np.percentile(values, 2.5)), float(np.percentile(values, 97.5))) if values else (float("nan"), float("nan"))
@@ -32,7 +33,7 @@ def classification_metrics(probs: np.ndarray, labels: np.ndarray, classes: list[
     per_class = {}
     for i, name in enumerate(classes):
         positives = labels == i
-        per_class[name] = {"auroc": _auroc(probs[:, i], positives), "auroc_ci": _ci(probs[:, i], positives, rng), "test_images": int(positives.sum())}
+        per_class[name] = {"auroc": auroc(probs[:, i], positives), "auroc_ci": _ci(probs[:, i], positives, rng), "test_images": int(positives.sum())}
     p, t = torch.from_numpy(probs), torch.from_numpy(labels.astype(np.int64))
     valid = [v["auroc"] for v in per_class.values() if not np.isnan(v["auroc"])]
     out = {
@@ -46,5 +47,5 @@ def classification_metrics(probs: np.ndarray, labels: np.ndarray, classes: list[
         mask = (labels == pn) | (labels == nf)
         score = probs[mask, pn] / np.maximum(probs[mask, pn] + probs[mask, nf], 1e-12)
         positives = labels[mask] == pn
-        out["pneumonia_vs_normal"] = {"auroc": _auroc(score, positives), "auroc_ci": _ci(score, positives, rng), "test_images": int(mask.sum())}
+        out["pneumonia_vs_normal"] = {"auroc": auroc(score, positives), "auroc_ci": _ci(score, positives, rng), "test_images": int(mask.sum())}
     return out
