@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 
 from bench.common import best_time, write_result
-from common.privacy_accounting import epsilon_of, make_accountant
+from cxr_fedsynth.common.privacy.accounting import epsilon_of, make_accountant
 
 
 def main() -> None:

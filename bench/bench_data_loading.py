@@ -11,9 +11,9 @@ from pathlib import Path
 import pandas as pd
 
 from bench.common import write_result
-from common.conditions import load_condition_set
-from common.image_cache import load_site_images
-from common.site_data import read_site
+from cxr_fedsynth.common.data.conditions import load_condition_set
+from cxr_fedsynth.common.data.image_cache import load_site_images
+from cxr_fedsynth.common.data.site_data import read_site
 
 
 def _dicom_site(shared: Path, root: Path, copies: int) -> Path:

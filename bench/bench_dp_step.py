@@ -16,9 +16,9 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from bench.common import best_time, gemm_rate, write_result
-from common.discriminator_training import DiscriminatorSettings, DiscriminatorTrainer, DPSettings
-from common.models import GanArchitecture, build_models
-from common.privacy_accounting import make_accountant
+from cxr_fedsynth.common.gan.discriminator_training import DiscriminatorSettings, DiscriminatorTrainer, DPSettings
+from cxr_fedsynth.common.gan.models import GanArchitecture, build_models
+from cxr_fedsynth.common.privacy.accounting import make_accountant
 
 MODES = ("plain", "bk", "hooks", "ew", "functorch", "ghost")
 

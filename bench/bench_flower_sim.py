@@ -19,12 +19,12 @@ from pathlib import Path
 import pandas as pd
 
 from bench.common import write_result
-from client.site_round import RunPrivacyState, Site, run_site_round
-from common.artifacts import clean_state_dict
-from common.experiment_config import ExperimentConfig
-from common.models import build_models
-from common.simulated_sites import read_run_dataset, split_records
-from common.site_ledger import Budget
+from cxr_fedsynth.client.site_round import RunPrivacyState, Site, run_site_round
+from cxr_fedsynth.common.publish.artifacts import clean_state_dict
+from cxr_fedsynth.common.experiment_config import ExperimentConfig
+from cxr_fedsynth.common.gan.models import build_models
+from cxr_fedsynth.common.data.simulated_sites import read_run_dataset, split_records
+from cxr_fedsynth.common.privacy.ledger import Budget
 from tests.flower_processes import simulation_superlink
 
 TINY = {"image-size": 32, "local-steps": 2, "g-steps": 2, "batch-size": 4, "g-batch-size": 8, "g-width": 8, "d-width": 8, "latent-dim": 16}
@@ -75,7 +75,7 @@ def site_compute_in_child(overrides: dict, sites: int, tmp: Path) -> float:
     """:func:`site_compute_s` in a fresh interpreter, so nothing left in this process skews it."""
     code = (
         "import json, sys; from pathlib import Path; from bench.bench_flower_sim import site_compute_s;"
-        "from common.experiment_config import ExperimentConfig;"
+        "from cxr_fedsynth.common.experiment_config import ExperimentConfig;"
         f"print(site_compute_s(ExperimentConfig.from_run_config(json.loads(sys.argv[1])), {sites}, Path({str(tmp)!r})))"
     )
     out = subprocess.run([sys.executable, "-c", code, json.dumps(overrides)], check=True, capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1])

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from bench.common import best_time, gemm_rate, write_result
-from common.neighbours import nearest_neighbours
+from cxr_fedsynth.common.evaluation.neighbours import nearest_neighbours
 
 
 def main() -> None:

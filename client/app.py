@@ -6,10 +6,10 @@ import logging
 from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 
-from client.feature_release import run_feature_release
-from client.site_config import site_from_context
-from client.site_round import RunPrivacyState, run_site_round
-from common.experiment_config import ExperimentConfig
+from cxr_fedsynth.client.feature_release import run_feature_release
+from cxr_fedsynth.client.site_config import site_from_context
+from cxr_fedsynth.client.site_round import RunPrivacyState, run_site_round
+from cxr_fedsynth.common.experiment_config import ExperimentConfig
 
 app = ClientApp()
 STATE_KEY = "dp-state"

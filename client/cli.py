@@ -9,13 +9,13 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from client.join import JoinSettings, default_ledger, start_supernode
-from common.cli_errors import run_cli
-from common.data_config import DataConfig
-from common.errors import ConfigError, DataError
-from common.site_check import check_site
-from common.site_ledger import SiteLedger
-from common.site_keys import create_site_key
+from cxr_fedsynth.client.join import JoinSettings, default_ledger, start_supernode
+from cxr_fedsynth.common.cli_errors import run_cli
+from cxr_fedsynth.common.data.data_config import DataConfig
+from cxr_fedsynth.common.errors import ConfigError, DataError
+from cxr_fedsynth.common.data.site_check import check_site
+from cxr_fedsynth.common.privacy.ledger import SiteLedger
+from cxr_fedsynth.common.privacy.site_keys import create_site_key
 
 MAX_SKIPS_SHOWN = 20
 

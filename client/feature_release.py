@@ -1,4 +1,4 @@
-"""A site's one-off DP feature release: noisy per-class sums of its patients' embeddings (``common.feature_matching``).
+"""A site's one-off DP feature release: noisy per-class sums of its patients' embeddings (``common.gan.feature_matching``).
 
 What leaves: one [classes x (dim + 1)] table with Gaussian noise of std ``release_noise_multiplier`` per entry
 (sensitivity 1 per patient), and aggregate metrics. The release is reserved in the site's ledger before anything is
@@ -13,15 +13,15 @@ from dataclasses import dataclass
 
 import torch
 
-from client.site_round import RunPrivacyState, Site, load_site_data, plan
-from common.devices import pick_device
-from common.errors import BudgetExceededError
-from common.experiment_config import ExperimentConfig
-from common.feature_matching import FEATURE_RELEASE, FeatureMatcher, add_release_noise, embed_in_batches, patient_class_sums
-from common.models import build_models
-from common.preprocess import to_model_range
-from common.privacy_accounting import epsilon_of
-from common.site_ledger import SiteLedger
+from cxr_fedsynth.client.site_round import RunPrivacyState, Site, load_site_data, plan
+from cxr_fedsynth.common.devices import pick_device
+from cxr_fedsynth.common.errors import BudgetExceededError
+from cxr_fedsynth.common.experiment_config import ExperimentConfig
+from cxr_fedsynth.common.gan.feature_matching import FEATURE_RELEASE, FeatureMatcher, add_release_noise, embed_in_batches, patient_class_sums
+from cxr_fedsynth.common.gan.models import build_models
+from cxr_fedsynth.common.data.preprocess import to_model_range
+from cxr_fedsynth.common.privacy.accounting import epsilon_of
+from cxr_fedsynth.common.privacy.ledger import SiteLedger
 
 log = logging.getLogger(__name__)
 

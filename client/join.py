@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from common.errors import ConfigError
+from cxr_fedsynth.common.errors import ConfigError
 
 SUPERNODE = "flower-supernode"
 

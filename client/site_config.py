@@ -9,12 +9,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
-from client.site_round import Site
-from common.errors import ConfigError
-from common.experiment_config import ExperimentConfig
-from common.simulated_sites import read_run_dataset, split_records
-from common.site_data import read_site
-from common.site_ledger import Budget
+from cxr_fedsynth.client.site_round import Site
+from cxr_fedsynth.common.errors import ConfigError
+from cxr_fedsynth.common.experiment_config import ExperimentConfig
+from cxr_fedsynth.common.data.simulated_sites import read_run_dataset, split_records
+from cxr_fedsynth.common.data.site_data import read_site
+from cxr_fedsynth.common.privacy.ledger import Budget
 
 
 def site_from_context(config: ExperimentConfig, node_config: Mapping[str, object], *, run_dir: str) -> Site:

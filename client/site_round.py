@@ -13,17 +13,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from common.devices import pick_device
-from common.discriminator_training import DPSettings, train_discriminator_round
-from common.errors import BudgetExceededError, DataError
-from common.experiment_config import ExperimentConfig
-from common.image_cache import SiteImages, load_site_images
-from common.models import build_models
-from common.patient_sampler import PatientPoissonSampler
-from common.preprocess import to_model_range
-from common.privacy_accounting import ACCOUNTANT, HistoryEntry, epsilon_of, make_accountant, plan_noise_multiplier
-from common.records import ImageRecord
-from common.site_ledger import Budget, SiteLedger
+from cxr_fedsynth.common.devices import pick_device
+from cxr_fedsynth.common.gan.discriminator_training import DPSettings, train_discriminator_round
+from cxr_fedsynth.common.errors import BudgetExceededError, DataError
+from cxr_fedsynth.common.experiment_config import ExperimentConfig
+from cxr_fedsynth.common.data.image_cache import SiteImages, load_site_images
+from cxr_fedsynth.common.gan.models import build_models
+from cxr_fedsynth.common.privacy.patient_sampler import PatientPoissonSampler
+from cxr_fedsynth.common.data.preprocess import to_model_range
+from cxr_fedsynth.common.privacy.accounting import ACCOUNTANT, HistoryEntry, epsilon_of, make_accountant, plan_noise_multiplier
+from cxr_fedsynth.common.data.records import ImageRecord
+from cxr_fedsynth.common.privacy.ledger import Budget, SiteLedger
 
 log = logging.getLogger(__name__)
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 
-from common.errors import CxrError
+from cxr_fedsynth.common.errors import CxrError
 
 USER_ERROR_EXIT = 2
 

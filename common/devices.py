@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from common.errors import ConfigError
+from cxr_fedsynth.common.errors import ConfigError
 
 
 def pick_device(preference: str) -> torch.device:

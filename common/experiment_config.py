@@ -12,17 +12,17 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
 
-from common.conditions import ConditionSet, load_condition_set
-from common.discriminator_training import GRAD_SAMPLE_MODES, TRAINED_LAYERS, DiscriminatorSettings
-from common.errors import ConfigError
-from common.feature_matching import GAP_CAPS, SHRINKAGE, STATISTICS, EmbeddingSpec
-from common.gan_losses import check_loss
-from common.generator_training import MODE_SEEKING_SCOPES, GeneratorSettings
-from common.models import GanArchitecture
-from common.partition import PartitionSpec
-from common.phantoms import PhantomSpec
-from common.preprocess import check_image_size
-from common.privacy_accounting import HistoryEntry, plan_noise_multiplier
+from cxr_fedsynth.common.data.conditions import ConditionSet, load_condition_set
+from cxr_fedsynth.common.gan.discriminator_training import GRAD_SAMPLE_MODES, TRAINED_LAYERS, DiscriminatorSettings
+from cxr_fedsynth.common.errors import ConfigError
+from cxr_fedsynth.common.gan.feature_matching import GAP_CAPS, SHRINKAGE, STATISTICS, EmbeddingSpec
+from cxr_fedsynth.common.gan.losses import check_loss
+from cxr_fedsynth.common.gan.generator_training import MODE_SEEKING_SCOPES, GeneratorSettings
+from cxr_fedsynth.common.gan.models import GanArchitecture
+from cxr_fedsynth.common.data.partition import PartitionSpec
+from cxr_fedsynth.common.data.phantoms import PhantomSpec
+from cxr_fedsynth.common.data.preprocess import check_image_size
+from cxr_fedsynth.common.privacy.accounting import HistoryEntry, plan_noise_multiplier
 
 
 @dataclass(frozen=True)
@@ -215,7 +215,7 @@ class ExperimentConfig:
 
     @property
     def embedding_spec(self) -> EmbeddingSpec:
-        """What the feature release embeds (``common.feature_matching.embed``)."""
+        """What the feature release embeds (``common.gan.feature_matching.embed``)."""
         return EmbeddingSpec(self.feature_statistics, self.feature_pixel_grid, self.feature_pixel_share, self.feature_count_share)
 
     @property

@@ -13,8 +13,8 @@ import numpy as np
 import torch
 from scipy.stats import gaussian_kde
 
-from common.models import Discriminator
-from common.neighbours import count_within, nearest_neighbours
+from cxr_fedsynth.common.gan.models import Discriminator
+from cxr_fedsynth.common.evaluation.neighbours import count_within, nearest_neighbours
 
 DOMIAS_DIMS = 5
 

@@ -15,20 +15,20 @@ import numpy as np
 import opacus
 import torch
 
-import common
-from common.artifacts import PublishedGenerator, load_discriminator, load_generator, sample
-from common.conditions import load_condition_set
-from common.errors import DataError
-from common.image_cache import SiteImages
-from common.partition import holdout_mask
-from common.preprocess import to_model_range, to_uint8
-from common.progress import progress
-from common.site_data import load_labelled_images
-from privacy_audit import attacks
-from privacy_audit.embedding import load_encoder, save_encoder, train_encoder
-from privacy_audit.memorization import distance_to_closest_record, find_copies
-from privacy_audit.policy import Policy, verdicts
-from privacy_audit.roc import evaluate_attack
+import cxr_fedsynth.common
+from cxr_fedsynth.common.publish.artifacts import PublishedGenerator, load_discriminator, load_generator, sample
+from cxr_fedsynth.common.data.conditions import load_condition_set
+from cxr_fedsynth.common.errors import DataError
+from cxr_fedsynth.common.data.image_cache import SiteImages
+from cxr_fedsynth.common.data.partition import holdout_mask
+from cxr_fedsynth.common.data.preprocess import to_model_range, to_uint8
+from cxr_fedsynth.common.progress import progress
+from cxr_fedsynth.common.data.site_data import load_labelled_images
+from cxr_fedsynth.privacy_audit import attacks
+from cxr_fedsynth.privacy_audit.embedding import load_encoder, save_encoder, train_encoder
+from cxr_fedsynth.privacy_audit.memorization import distance_to_closest_record, find_copies
+from cxr_fedsynth.privacy_audit.policy import Policy, verdicts
+from cxr_fedsynth.privacy_audit.roc import evaluate_attack
 
 @dataclass(frozen=True)
 class AuditRequest:

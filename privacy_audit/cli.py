@@ -6,11 +6,11 @@ from pathlib import Path
 
 import click
 
-from common.atomic import write_json_atomic, write_text_atomic
-from common.cli_errors import run_cli
-from privacy_audit.audit import AuditRequest, run_audit
-from privacy_audit.policy import load_policy
-from privacy_audit.report_html import render_report
+from cxr_fedsynth.common.atomic import write_json_atomic, write_text_atomic
+from cxr_fedsynth.common.cli_errors import run_cli
+from cxr_fedsynth.privacy_audit.audit import AuditRequest, run_audit
+from cxr_fedsynth.privacy_audit.policy import load_policy
+from cxr_fedsynth.privacy_audit.report_html import render_report
 
 POLICY_FAILURE_EXIT = 1
 

@@ -13,8 +13,8 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from common.atomic import atomic_path
-from common.errors import ArtifactError
+from cxr_fedsynth.common.atomic import atomic_path
+from cxr_fedsynth.common.errors import ArtifactError
 
 EMBED_DIM = 32
 

@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from common.neighbours import nearest_neighbours
+from cxr_fedsynth.common.evaluation.neighbours import nearest_neighbours
 
 COPY_RATIO = 1 / 3
 NEIGHBOURS = 50

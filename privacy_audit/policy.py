@@ -6,7 +6,7 @@ from pathlib import Path
 
 import yaml
 
-from common.errors import ConfigError
+from cxr_fedsynth.common.errors import ConfigError
 
 
 @dataclass(frozen=True)

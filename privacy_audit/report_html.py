@@ -10,8 +10,8 @@ import html
 import matplotlib.pyplot as plt
 import numpy as np
 
-from common.html_images import figure_data_uri, image_data_uri
-from common.sample_grid import grid_image
+from cxr_fedsynth.common.evaluation.html_images import figure_data_uri, image_data_uri
+from cxr_fedsynth.common.publish.sample_grid import grid_image
 
 STYLE = """
 body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;color:#222}

@@ -6,8 +6,8 @@ import logging
 from flwr.app import Context
 from flwr.serverapp import Grid, ServerApp
 
-from common.experiment_config import ExperimentConfig
-from server.federated_gan import FederatedGanServer
+from cxr_fedsynth.common.experiment_config import ExperimentConfig
+from cxr_fedsynth.server.federated_gan import FederatedGanServer
 
 app = ServerApp()
 

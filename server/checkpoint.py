@@ -13,9 +13,9 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-from common.artifacts import clean_state_dict, file_sha256
-from common.atomic import atomic_path, write_json_atomic
-from common.errors import ArtifactError
+from cxr_fedsynth.common.publish.artifacts import clean_state_dict, file_sha256
+from cxr_fedsynth.common.atomic import atomic_path, write_json_atomic
+from cxr_fedsynth.common.errors import ArtifactError
 
 TENSORS = "checkpoint.safetensors"
 PROGRESS = "checkpoint.json"

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import click
 
-from common.cli_errors import run_cli
-from server.dev_certificates import create_dev_certificates
+from cxr_fedsynth.common.cli_errors import run_cli
+from cxr_fedsynth.server.dev_certificates import create_dev_certificates
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

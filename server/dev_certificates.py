@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from common.site_keys import write_secret_or_public
+from cxr_fedsynth.common.privacy.site_keys import write_secret_or_public
 
 VALID_DAYS = 365
 
@@ -50,7 +50,7 @@ def create_dev_certificates(out_dir: Path, *, hosts: list[str]) -> dict[str, Pat
         .add_extension(x509.SubjectAlternativeName(names), critical=False)
         .sign(ca_key, hashes.SHA256())
     )
-    paths = {"ca": out_dir / "ca.crt", "cert": out_dir / "server.pem", "key": out_dir / "server.key"}
+    paths = {"ca": out_dir / "ca.crt", "cert": out_dir / "cxr_fedsynth.server.pem", "key": out_dir / "cxr_fedsynth.server.key"}
     write_secret_or_public(paths["ca"], ca_cert.public_bytes(serialization.Encoding.PEM))
     write_secret_or_public(paths["cert"], server_cert.public_bytes(serialization.Encoding.PEM))
     write_secret_or_public(paths["key"], server_key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()), private=True)

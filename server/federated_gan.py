@@ -20,18 +20,18 @@ import torch
 from flwr.app import ArrayRecord, ConfigRecord, Message, MessageType, RecordDict
 from flwr.serverapp import Grid
 
-from common.artifacts import clean_state_dict, publish_generator
-from common.atomic import atomic_path
-from common.devices import pick_device
-from common.errors import CxrError
-from common.experiment_config import ExperimentConfig
-from common.feature_matching import MATCH_CONFIDENCE_Z, MIN_CLASS_PATIENTS, MIN_SIGNAL_SHARE_TO_WIDEN, FeatureMatcher
-from common.generator_training import GeneratorTrainer
-from common.models import Generator, build_models
-from common.privacy_accounting import ACCOUNTANT
-from server.checkpoint import Checkpoint, load_checkpoint, module_state, restore_optimizer, save_checkpoint
-from server.generator_members import train_members
-from server.public_pretraining import pretrain_on_public, pretraining_key
+from cxr_fedsynth.common.publish.artifacts import clean_state_dict, publish_generator
+from cxr_fedsynth.common.atomic import atomic_path
+from cxr_fedsynth.common.devices import pick_device
+from cxr_fedsynth.common.errors import CxrError
+from cxr_fedsynth.common.experiment_config import ExperimentConfig
+from cxr_fedsynth.common.gan.feature_matching import MATCH_CONFIDENCE_Z, MIN_CLASS_PATIENTS, MIN_SIGNAL_SHARE_TO_WIDEN, FeatureMatcher
+from cxr_fedsynth.common.gan.generator_training import GeneratorTrainer
+from cxr_fedsynth.common.gan.models import Generator, build_models
+from cxr_fedsynth.common.privacy.accounting import ACCOUNTANT
+from cxr_fedsynth.server.checkpoint import Checkpoint, load_checkpoint, module_state, restore_optimizer, save_checkpoint
+from cxr_fedsynth.server.generator_members import train_members
+from cxr_fedsynth.server.public_pretraining import pretrain_on_public, pretraining_key
 
 log = logging.getLogger("cxr_fedsynth.server")
 #: Run-config keys that hold local paths: never written into a public model card.

@@ -13,11 +13,11 @@ import logging
 
 import torch
 
-from common.experiment_config import ExperimentConfig
-from common.feature_matching import FeatureMatcher
-from common.generator_training import GeneratorTrainer
-from common.models import Discriminator, Generator, build_models
-from server.checkpoint import Checkpoint, module_state
+from cxr_fedsynth.common.experiment_config import ExperimentConfig
+from cxr_fedsynth.common.gan.feature_matching import FeatureMatcher
+from cxr_fedsynth.common.gan.generator_training import GeneratorTrainer
+from cxr_fedsynth.common.gan.models import Discriminator, Generator, build_models
+from cxr_fedsynth.server.checkpoint import Checkpoint, module_state
 
 log = logging.getLogger("cxr_fedsynth.server")
 #: Spacing of the members' training seeds (member k trains from seed base ``seed + k * MEMBER_SEED_STRIDE``).

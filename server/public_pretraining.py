@@ -19,15 +19,15 @@ from pathlib import Path
 
 import torch
 
-from common.artifacts import file_sha256
-from common.discriminator_training import DiscriminatorTrainer, generate_fakes
-from common.errors import DataError
-from common.experiment_config import ExperimentConfig
-from common.generator_training import GeneratorTrainer
-from common.models import Discriminator
-from common.preprocess import to_model_range
-from common.progress import steps
-from common.site_data import load_labelled_images
+from cxr_fedsynth.common.publish.artifacts import file_sha256
+from cxr_fedsynth.common.gan.discriminator_training import DiscriminatorTrainer, generate_fakes
+from cxr_fedsynth.common.errors import DataError
+from cxr_fedsynth.common.experiment_config import ExperimentConfig
+from cxr_fedsynth.common.gan.generator_training import GeneratorTrainer
+from cxr_fedsynth.common.gan.models import Discriminator
+from cxr_fedsynth.common.data.preprocess import to_model_range
+from cxr_fedsynth.common.progress import steps
+from cxr_fedsynth.common.data.site_data import load_labelled_images
 
 log = logging.getLogger("cxr_fedsynth.server")
 #: Run-config keys that cannot change the public pretraining (run, site and privacy settings).

@@ -10,7 +10,7 @@ from opacus import PrivacyEngine
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from common.preprocess import to_model_range
+from cxr_fedsynth.common.data.preprocess import to_model_range
 
 
 class CompactCNN(nn.Module):

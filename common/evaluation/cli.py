@@ -6,10 +6,10 @@ from pathlib import Path
 
 import click
 
-from common.atomic import write_json_atomic, write_text_atomic
-from common.cli_errors import run_cli
-from common.evaluation.evaluate import EvaluationRequest, run_evaluation
-from common.evaluation.report_html import render_evaluation
+from cxr_fedsynth.common.atomic import write_json_atomic, write_text_atomic
+from cxr_fedsynth.common.cli_errors import run_cli
+from cxr_fedsynth.common.evaluation.evaluate import EvaluationRequest, run_evaluation
+from cxr_fedsynth.common.evaluation.report_html import render_evaluation
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})

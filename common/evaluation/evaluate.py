@@ -7,16 +7,16 @@ from pathlib import Path
 
 import numpy as np
 
-from common.artifacts import PublishedGenerator, load_discriminator, load_generator, sample
-from common.conditions import load_condition_set
-from common.errors import DataError
-from common.evaluation import fidelity
-from common.evaluation.classifier import TrainSettings, embed, predict_proba, train_classifier, train_dp_classifier
-from common.evaluation.utility import classification_metrics
-from common.image_cache import SiteImages
-from common.preprocess import to_uint8
-from common.progress import steps
-from common.site_data import load_labelled_images
+from cxr_fedsynth.common.publish.artifacts import PublishedGenerator, load_discriminator, load_generator, sample
+from cxr_fedsynth.common.data.conditions import load_condition_set
+from cxr_fedsynth.common.errors import DataError
+from cxr_fedsynth.common.evaluation import fidelity
+from cxr_fedsynth.common.evaluation.classifier import TrainSettings, embed, predict_proba, train_classifier, train_dp_classifier
+from cxr_fedsynth.common.evaluation.utility import classification_metrics
+from cxr_fedsynth.common.data.image_cache import SiteImages
+from cxr_fedsynth.common.data.preprocess import to_uint8
+from cxr_fedsynth.common.progress import steps
+from cxr_fedsynth.common.data.site_data import load_labelled_images
 
 @dataclass(frozen=True)
 class EvaluationRequest:

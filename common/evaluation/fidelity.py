@@ -15,9 +15,9 @@ from torch import nn
 from torchmetrics.image.fid import FrechetInceptionDistance
 from torchmetrics.image.kid import KernelInceptionDistance
 
-from common.evaluation.classifier import CompactCNN, TrainSettings, predict_proba, train_classifier
-from common.evaluation.utility import auroc
-from common.neighbours import nearest_neighbours
+from cxr_fedsynth.common.evaluation.classifier import CompactCNN, TrainSettings, predict_proba, train_classifier
+from cxr_fedsynth.common.evaluation.utility import auroc
+from cxr_fedsynth.common.evaluation.neighbours import nearest_neighbours
 
 PRDC_K = 5
 #: optimiser steps of the two-sample classifier (as many as the TSTR classifier takes on 400 images per class)

@@ -28,12 +28,12 @@ import numpy as np
 import torch
 from torchmetrics.functional.classification import binary_auroc
 
-from common.artifacts import load_generator
-from common.conditions import load_condition_set
-from common.evaluation.evaluate import synthetic_set
-from common.feature_matching import pixel_cells
-from common.privacy_accounting import plan_noise_multiplier
-from common.site_data import load_labelled_images
+from cxr_fedsynth.common.publish.artifacts import load_generator
+from cxr_fedsynth.common.data.conditions import load_condition_set
+from cxr_fedsynth.common.evaluation.evaluate import synthetic_set
+from cxr_fedsynth.common.gan.feature_matching import pixel_cells
+from cxr_fedsynth.common.privacy.accounting import plan_noise_multiplier
+from cxr_fedsynth.common.data.site_data import load_labelled_images
 
 GRID = 8
 SHRINKAGE = (0.01, 1.0, 3.0, 10.0)  # lambda, in units of the covariance's mean eigenvalue

@@ -19,14 +19,14 @@ from collections import defaultdict
 from dataclasses import replace
 from pathlib import Path
 
-from common.artifacts import PublishedGenerator, load_generator
-from common.conditions import load_condition_set
-from common.evaluation.classifier import TrainSettings, predict_proba, train_classifier
-from common.evaluation.evaluate import synthetic_set
-from common.evaluation.fidelity import within_class_diversity
-from common.evaluation.utility import classification_metrics
-from common.image_cache import SiteImages
-from common.site_data import load_labelled_images
+from cxr_fedsynth.common.publish.artifacts import PublishedGenerator, load_generator
+from cxr_fedsynth.common.data.conditions import load_condition_set
+from cxr_fedsynth.common.evaluation.classifier import TrainSettings, predict_proba, train_classifier
+from cxr_fedsynth.common.evaluation.evaluate import synthetic_set
+from cxr_fedsynth.common.evaluation.fidelity import within_class_diversity
+from cxr_fedsynth.common.evaluation.utility import classification_metrics
+from cxr_fedsynth.common.data.image_cache import SiteImages
+from cxr_fedsynth.common.data.site_data import load_labelled_images
 
 SAMPLES_PER_CLASS = 400
 

@@ -22,14 +22,14 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 
-from common.artifacts import load_generator
-from common.conditions import load_condition_set
-from common.evaluation.evaluate import synthetic_set
-from common.experiment_config import ExperimentConfig
-from common.feature_matching import FeatureMatcher, block_lengths, embed_in_batches, patient_class_sums
-from common.models import build_models
-from common.preprocess import to_model_range
-from common.site_data import load_labelled_images
+from cxr_fedsynth.common.publish.artifacts import load_generator
+from cxr_fedsynth.common.data.conditions import load_condition_set
+from cxr_fedsynth.common.evaluation.evaluate import synthetic_set
+from cxr_fedsynth.common.experiment_config import ExperimentConfig
+from cxr_fedsynth.common.gan.feature_matching import FeatureMatcher, block_lengths, embed_in_batches, patient_class_sums
+from cxr_fedsynth.common.gan.models import build_models
+from cxr_fedsynth.common.data.preprocess import to_model_range
+from cxr_fedsynth.common.data.site_data import load_labelled_images
 
 #: The run-config keys that shape the feature space (the card's training settings also hold keys that only
 #: make sense with the run's data paths, which the card leaves out).

@@ -3,11 +3,11 @@ from __future__ import annotations
 
 import torch
 
-from common.artifacts import clean_state_dict
-from common.experiment_config import ExperimentConfig
-from common.models import build_models
-from common.records import ImageRecord
-from common.simulated_sites import read_run_dataset, split_records
+from cxr_fedsynth.common.publish.artifacts import clean_state_dict
+from cxr_fedsynth.common.experiment_config import ExperimentConfig
+from cxr_fedsynth.common.gan.models import build_models
+from cxr_fedsynth.common.data.records import ImageRecord
+from cxr_fedsynth.common.data.simulated_sites import read_run_dataset, split_records
 
 
 def first_site_records(config: ExperimentConfig) -> list[ImageRecord]:

@@ -6,14 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from client.feature_release import run_feature_release
-from client.site_round import RunPrivacyState, Site, run_site_round
-from common.artifacts import clean_state_dict
-from common.experiment_config import ExperimentConfig
-from common.feature_matching import FEATURE_RELEASE, FeatureMatcher
-from common.models import build_models
-from common.privacy_accounting import epsilon_of
-from common.site_ledger import DP_SGD, Budget, SiteLedger
+from cxr_fedsynth.client.feature_release import run_feature_release
+from cxr_fedsynth.client.site_round import RunPrivacyState, Site, run_site_round
+from cxr_fedsynth.common.publish.artifacts import clean_state_dict
+from cxr_fedsynth.common.experiment_config import ExperimentConfig
+from cxr_fedsynth.common.gan.feature_matching import FEATURE_RELEASE, FeatureMatcher
+from cxr_fedsynth.common.gan.models import build_models
+from cxr_fedsynth.common.privacy.accounting import epsilon_of
+from cxr_fedsynth.common.privacy.ledger import DP_SGD, Budget, SiteLedger
 from tests.client.site_fixtures import first_site_records, initial_weights
 
 CONFIG = ExperimentConfig(

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from client.site_round import RunPrivacyState, Site, run_site_round
-from common.experiment_config import ExperimentConfig
-from common.privacy_accounting import epsilon_of
-from common.site_ledger import Budget, SiteLedger
+from cxr_fedsynth.client.site_round import RunPrivacyState, Site, run_site_round
+from cxr_fedsynth.common.experiment_config import ExperimentConfig
+from cxr_fedsynth.common.privacy.accounting import epsilon_of
+from cxr_fedsynth.common.privacy.ledger import Budget, SiteLedger
 from tests.client.site_fixtures import first_site_records, initial_weights
 
 CONFIG = ExperimentConfig(image_size=32, phantom_patients=40, num_server_rounds=3, local_steps=2, batch_size=4, g_width=8, d_width=8, latent_dim=8)

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from common.errors import ConfigError
-from common.experiment_config import ExperimentConfig
+from cxr_fedsynth.common.errors import ConfigError
+from cxr_fedsynth.common.experiment_config import ExperimentConfig
 
 APP = Path(__file__).resolve().parents[2] / "simulations" / "nih_split" / "pyproject.toml"
 

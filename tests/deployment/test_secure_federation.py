@@ -13,8 +13,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from common.site_keys import create_site_key
-from server.dev_certificates import create_dev_certificates
+from cxr_fedsynth.common.privacy.site_keys import create_site_key
+from cxr_fedsynth.server.dev_certificates import create_dev_certificates
 from tests.flower_processes import REPO_ROOT, free_port, secure_superlink, stop_process_group
 from tests.privacy_audit.audit_fixtures import patient_groups
 

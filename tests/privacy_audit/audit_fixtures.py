@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from common.artifacts import publish_generator
-from common.models import GanArchitecture, build_models
+from cxr_fedsynth.common.publish.artifacts import publish_generator
+from cxr_fedsynth.common.gan.models import GanArchitecture, build_models
 
 CLASSES = ["No Finding", "Pneumonia", "COVID-19", "Other Finding"]
 

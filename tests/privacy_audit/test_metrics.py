@@ -6,10 +6,10 @@ import math
 import numpy as np
 import pytest
 
-from privacy_audit import attacks
-from privacy_audit.memorization import distance_to_closest_record, find_copies
-from common.neighbours import count_within, nearest_neighbours
-from privacy_audit.roc import auc, clopper_pearson, empirical_epsilon, evaluate_attack, roc_curve, tpr_at_fpr
+from cxr_fedsynth.privacy_audit import attacks
+from cxr_fedsynth.privacy_audit.memorization import distance_to_closest_record, find_copies
+from cxr_fedsynth.common.evaluation.neighbours import count_within, nearest_neighbours
+from cxr_fedsynth.privacy_audit.roc import auc, clopper_pearson, empirical_epsilon, evaluate_attack, roc_curve, tpr_at_fpr
 
 
 def test_blockwise_neighbours_equal_brute_force() -> None:

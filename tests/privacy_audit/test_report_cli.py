@@ -13,7 +13,7 @@ import pytest
 
 from safetensors.torch import save_file
 
-from common.models import GanArchitecture, build_models
+from cxr_fedsynth.common.gan.models import GanArchitecture, build_models
 from tests.privacy_audit.audit_fixtures import patient_groups, site_folder, synthetic_folder, tiny_generator
 
 

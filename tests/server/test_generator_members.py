@@ -7,12 +7,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from common.artifacts import clean_state_dict
-from common.experiment_config import ExperimentConfig
-from common.phantoms import PhantomSpec, generate_phantom_dataset
-from server.checkpoint import load_checkpoint, module_state
-from server.federated_gan import FederatedGanServer
-from server.generator_members import member_trainer
+from cxr_fedsynth.common.publish.artifacts import clean_state_dict
+from cxr_fedsynth.common.experiment_config import ExperimentConfig
+from cxr_fedsynth.common.data.phantoms import PhantomSpec, generate_phantom_dataset
+from cxr_fedsynth.server.checkpoint import load_checkpoint, module_state
+from cxr_fedsynth.server.federated_gan import FederatedGanServer
+from cxr_fedsynth.server.generator_members import member_trainer
 
 SMALL = dict(image_size=32, phantom_patients=24, num_server_rounds=2, local_steps=1, g_steps=2, batch_size=4, g_batch_size=4, g_width=8, d_width=8, latent_dim=8)
 

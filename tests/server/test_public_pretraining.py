@@ -11,13 +11,13 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from common.artifacts import clean_state_dict
-from common.errors import ConfigError
-from common.experiment_config import ExperimentConfig
-from common.phantoms import PhantomSpec, generate_phantom_dataset
-from common.split_cli import cli as split_cli
-from server.federated_gan import FederatedGanServer
-from server.public_pretraining import pretrain_on_public
+from cxr_fedsynth.common.publish.artifacts import clean_state_dict
+from cxr_fedsynth.common.errors import ConfigError
+from cxr_fedsynth.common.experiment_config import ExperimentConfig
+from cxr_fedsynth.common.data.phantoms import PhantomSpec, generate_phantom_dataset
+from cxr_fedsynth.common.data.split_cli import cli as split_cli
+from cxr_fedsynth.server.federated_gan import FederatedGanServer
+from cxr_fedsynth.server.public_pretraining import pretrain_on_public
 
 SMALL = dict(image_size=32, phantom_patients=24, num_server_rounds=1, local_steps=1, g_steps=2, batch_size=4, g_batch_size=4, g_width=8, d_width=8, latent_dim=8)
 
@@ -55,7 +55,7 @@ def test_a_later_run_reuses_an_identical_pretraining_and_only_that(tmp_path: Pat
     def must_not_pretrain(*args: object, **kwargs: object) -> None:
         raise AssertionError("an identical pretraining must be reused, not run again")
 
-    monkeypatch.setattr("server.federated_gan.pretrain_on_public", must_not_pretrain)
+    monkeypatch.setattr("cxr_fedsynth.server.federated_gan.pretrain_on_public", must_not_pretrain)
     # other privacy and site settings do not change the pretraining: reused
     second = FederatedGanServer(config.replace(target_epsilon=3.0, lr_d=1e-3, d_site_layers="heads"), run_name="second")
     second._pretrain_on_public()

@@ -5,13 +5,13 @@ from pathlib import Path
 
 import torch
 
-from client.site_round import RunPrivacyState, Site, run_site_round
-from common.artifacts import clean_state_dict
-from common.experiment_config import ExperimentConfig
-from common.models import build_models
-from common.simulated_sites import read_run_dataset, split_records
-from common.site_ledger import Budget
-from server.federated_gan import FederatedGanServer, SiteStats
+from cxr_fedsynth.client.site_round import RunPrivacyState, Site, run_site_round
+from cxr_fedsynth.common.publish.artifacts import clean_state_dict
+from cxr_fedsynth.common.experiment_config import ExperimentConfig
+from cxr_fedsynth.common.gan.models import build_models
+from cxr_fedsynth.common.data.simulated_sites import read_run_dataset, split_records
+from cxr_fedsynth.common.privacy.ledger import Budget
+from cxr_fedsynth.server.federated_gan import FederatedGanServer, SiteStats
 
 CONFIG = ExperimentConfig(image_size=32, phantom_patients=24, num_server_rounds=3, local_steps=1, g_steps=2, batch_size=4, g_batch_size=4, g_width=8, d_width=8, latent_dim=8)
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from common.artifacts import load_generator, sample
-from common.phantoms import PhantomSpec, generate_phantom_dataset
+from cxr_fedsynth.common.publish.artifacts import load_generator, sample
+from cxr_fedsynth.common.data.phantoms import PhantomSpec, generate_phantom_dataset
 from tests.flower_processes import simulation_superlink
 
 pytestmark = pytest.mark.slow
