@@ -59,14 +59,15 @@ def site_compute_s(config: ExperimentConfig, sites: int, tmp: Path) -> float:
     per_site, _ = split_records(config, read_run_dataset(config).records, sites)
     g, d = build_models(config.architecture(4), seed=0)
     weights = {"generator": clean_state_dict(g), "discriminator": clean_state_dict(d)}
+    plan = config.privacy_plan()
     times = []
     for k in range(min(3, sites)):
         site = Site(f"s{k}", per_site[k], tmp / f"l{k}.json", Budget(1e9, config.target_delta))
         # Round 1 fills the cache and plans the noise (once per run, as in a real run); round 2 is timed.
-        state = run_site_round(config, site, global_weights=weights, run_id="bench", round_number=1, state=RunPrivacyState()).state
+        _, state = run_site_round(config, site, global_weights=weights, run_id="bench", round_number=1, state=RunPrivacyState(), plan=plan)
         for round_number in (2, 3, 4):
             start = time.perf_counter()
-            run_site_round(config, site, global_weights=weights, run_id="bench", round_number=round_number, state=state)
+            run_site_round(config, site, global_weights=weights, run_id="bench", round_number=round_number, state=state, plan=plan)
             times.append(time.perf_counter() - start)
     return min(times)
 

@@ -1,15 +1,20 @@
-"""The Flower ClientApp: a thin shell over ``client.site_round`` (all state in context.state or on disk)."""
+"""The Flower ClientApp: a thin shell over ``client.site_round`` (all state in context.state or on disk).
+
+Messages are read and written only through ``common.protocol``; the run's privacy plan is computed once per
+message from the run config and the site's DP-SGD noise once per run (kept in ``context.state``).
+"""
 from __future__ import annotations
 
 import logging
 
-from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
+from flwr.app import ConfigRecord, Context, Message
 from flwr.clientapp import ClientApp
 
 from cxr_fedsynth.client.feature_release import run_feature_release
 from cxr_fedsynth.client.site_config import site_from_context
 from cxr_fedsynth.client.site_round import RunPrivacyState, run_site_round
 from cxr_fedsynth.common.experiment_config import ExperimentConfig
+from cxr_fedsynth.common.protocol import ReleaseRequest, TrainRequest
 
 app = ClientApp()
 STATE_KEY = "dp-state"
@@ -44,49 +49,34 @@ def _site_config(context: Context) -> ExperimentConfig:
     return config
 
 
-def _status(status: str, reason: str, site: str) -> ConfigRecord:
-    return ConfigRecord({"status": status, "reason": reason, "site": site})
-
-
 @app.query()
 def release_features(msg: Message, context: Context) -> Message:
     """The run's one-off DP feature release (noisy class sums of embeddings), or a refusal."""
     config = _site_config(context)
-    round_info = msg.content["round"]
-    site = site_from_context(config, context.node_config, run_dir=str(round_info["run-dir"]))
-    reply = run_feature_release(
-        config, site, space_weights=msg.content["feature-space"].to_torch_state_dict(),
-        run_id=str(round_info["run-id"]), state=_load_state(context),
+    request = ReleaseRequest.from_content(msg.content)
+    site = site_from_context(config, context.node_config, run_dir=request.info.run_dir)
+    reply, state = run_feature_release(
+        config, site, space_weights=request.feature_space, run_id=request.info.run_id,
+        state=_load_state(context), plan=config.privacy_plan(),
     )
-    _save_state(context, reply.state)
-    content = RecordDict({"status": _status(reply.status, reply.reason, site.name), "metrics": MetricRecord(reply.metrics)})
-    if reply.sums is not None:
-        content["feature-sums"] = ArrayRecord({"sums": reply.sums})
-    return Message(content=content, reply_to=msg)
+    _save_state(context, state)
+    return Message(content=reply.to_content(), reply_to=msg)
 
 
 @app.train()
 def train(msg: Message, context: Context) -> Message:
     """One round at this site: DP discriminator update, or a refusal when the budget would be exceeded."""
     config = _site_config(context)
-    round_info = msg.content["round"]
-    site = site_from_context(config, context.node_config, run_dir=str(round_info["run-dir"]))
-    weights = {name: msg.content[name].to_torch_state_dict() for name in ("generator", "discriminator")}
-    reply = run_site_round(
+    request = TrainRequest.from_content(msg.content)
+    site = site_from_context(config, context.node_config, run_dir=request.info.run_dir)
+    reply, state = run_site_round(
         config,
         site,
-        global_weights=weights,
-        run_id=str(round_info["run-id"]),
-        round_number=int(round_info["round"]),
+        global_weights={"generator": request.generator, "discriminator": request.discriminator},
+        run_id=request.info.run_id,
+        round_number=request.info.round,
         state=_load_state(context),
+        plan=config.privacy_plan(),
     )
-    _save_state(context, reply.state)
-    content = RecordDict(
-        {
-            "status": _status(reply.status, reply.reason, site.name),
-            "metrics": MetricRecord(reply.metrics),
-        }
-    )
-    if reply.discriminator is not None:
-        content["discriminator"] = ArrayRecord(reply.discriminator)
-    return Message(content=content, reply_to=msg)
+    _save_state(context, state)
+    return Message(content=reply.to_content(), reply_to=msg)

@@ -21,7 +21,9 @@ from cxr_fedsynth.common.data.image_cache import SiteImages, load_site_images
 from cxr_fedsynth.common.gan.models import build_models
 from cxr_fedsynth.common.privacy.patient_sampler import PatientPoissonSampler
 from cxr_fedsynth.common.data.preprocess import to_model_range
-from cxr_fedsynth.common.privacy.accounting import ACCOUNTANT, HistoryEntry, epsilon_of, make_accountant, plan_noise_multiplier
+from cxr_fedsynth.common.privacy.accounting import ACCOUNTANT, HistoryEntry, epsilon_of, make_accountant
+from cxr_fedsynth.common.privacy.plan import PrivacyPlan
+from cxr_fedsynth.common.protocol import OK, REFUSED, Metric, SiteReply, class_images_key
 from cxr_fedsynth.common.data.records import ImageRecord
 from cxr_fedsynth.common.privacy.ledger import Budget, SiteLedger
 
@@ -48,17 +50,6 @@ class RunPrivacyState:
     history: tuple[HistoryEntry, ...] = ()
 
 
-@dataclass
-class SiteReply:
-    """What the site sends back for one round."""
-
-    status: str  # "ok" or "refused"
-    reason: str
-    discriminator: dict[str, torch.Tensor] | None
-    metrics: dict[str, float]
-    state: RunPrivacyState
-
-
 def load_site_data(config: ExperimentConfig, site: Site) -> SiteImages:
     """The site's images (cached, preprocessed); DataError when none can be read."""
     data = load_site_images(
@@ -73,19 +64,12 @@ def load_site_data(config: ExperimentConfig, site: Site) -> SiteImages:
     return data
 
 
-def plan(config: ExperimentConfig, state: RunPrivacyState, run_id: str, num_patients: int) -> RunPrivacyState:
-    """The DP-SGD noise for the whole planned run (composed with its other releases), once per run."""
+def plan_once(plan: PrivacyPlan, state: RunPrivacyState, run_id: str, num_patients: int) -> RunPrivacyState:
+    """The site's DP-SGD noise for the whole run (composed with the run's release), planned at its first message."""
     if state.run_id == run_id:
         return state
-    sample_rate = min(1.0, config.batch_size / num_patients)
-    noise = plan_noise_multiplier(
-        target_epsilon=config.run_epsilon,
-        delta=config.target_delta,
-        sample_rate=sample_rate,
-        steps=config.total_local_steps,
-        prior=config.other_releases,
-    )
-    return RunPrivacyState(run_id=run_id, noise_multiplier=noise, sample_rate=sample_rate)
+    dp_sgd = plan.dp_sgd(num_patients)
+    return RunPrivacyState(run_id=run_id, noise_multiplier=dp_sgd.noise_multiplier, sample_rate=dp_sgd.sample_rate)
 
 
 def run_site_round(
@@ -96,12 +80,16 @@ def run_site_round(
     run_id: str,
     round_number: int,
     state: RunPrivacyState,
-) -> SiteReply:
-    """Train D for ``local-steps`` on the site's data; refuse (training nothing) when over budget."""
+    plan: PrivacyPlan | None,
+) -> tuple[SiteReply, RunPrivacyState]:
+    """Train D for ``local-steps`` on the site's data; refuse (training nothing) when over budget.
+
+    ``plan`` is the run's privacy plan (``ExperimentConfig.privacy_plan``; None without DP).
+    """
     data = load_site_data(config, site)
     patients = len(set(data.patient_ids))
-    if config.dp:
-        state = plan(config, state, run_id, patients)
+    if plan is not None:
+        state = plan_once(plan, state, run_id, patients)
         ledger = SiteLedger(site.ledger_path, site.budget)
         try:
             ledger.reserve(
@@ -115,7 +103,7 @@ def run_site_round(
             log.warning("%s: %s", site.name, exc)
             spent = ledger.spent()
             reason = f"privacy budget: this round would exceed epsilon {site.budget.epsilon} (spent {spent:.3f})"
-            return SiteReply("refused", reason, None, {"epsilon-total": spent}, state)
+            return SiteReply(site.name, REFUSED, reason, {Metric.EPSILON_TOTAL: spent}), state
 
     device = pick_device(config.device)
     arch = config.architecture(len(config.condition_set()))
@@ -126,10 +114,10 @@ def run_site_round(
     discriminator.to(device)
 
     entropy = secrets.randbits(62)  # DP sampling and noise must not be predictable from public config
-    sample_rate = state.sample_rate if config.dp else min(1.0, config.batch_size / patients)
+    sample_rate = state.sample_rate if plan is not None else min(1.0, config.batch_size / patients)
     sampler = PatientPoissonSampler(data.patient_ids, sample_rate=sample_rate, rng=np.random.default_rng(entropy))
-    accountant = make_accountant(state.history) if config.dp else None
-    dp = DPSettings(state.noise_multiplier, config.max_grad_norm, state.sample_rate) if config.dp else None
+    accountant = make_accountant(state.history) if plan is not None else None
+    dp = DPSettings(state.noise_multiplier, config.max_grad_norm, state.sample_rate) if plan is not None else None
     trained, result = train_discriminator_round(
         discriminator,
         generator,
@@ -142,29 +130,30 @@ def run_site_round(
         seed=entropy,
     )
     metrics = {
-        "num-examples": float(patients),
-        "num-images": float(len(data.records)),
-        "d-loss": result.d_loss,
-        "real-score": result.real_score,
-        "fake-score": result.fake_score,
-        "aux-accuracy": result.aux_accuracy,
-        "local-steps": float(result.steps),
+        Metric.NUM_EXAMPLES: float(patients),
+        Metric.NUM_IMAGES: float(len(data.records)),
+        Metric.D_LOSS: result.d_loss,
+        Metric.REAL_SCORE: result.real_score,
+        Metric.FAKE_SCORE: result.fake_score,
+        Metric.AUX_ACCURACY: result.aux_accuracy,
+        Metric.LOCAL_STEPS: float(result.steps),
     }
     for index, count in enumerate(np.bincount(data.conditions, minlength=arch.num_classes).tolist()):
-        metrics[f"class-{index}-images"] = float(count)
-    if config.dp and accountant is not None:
+        metrics[class_images_key(index)] = float(count)
+    if plan is not None and accountant is not None:
         history = tuple((float(n), float(q), int(s)) for n, q, s in accountant.history)
         state = RunPrivacyState(state.run_id, state.noise_multiplier, state.sample_rate, history)
         metrics.update(
             {
-                "epsilon": epsilon_of(history, delta=config.target_delta),
-                "epsilon-total": SiteLedger(site.ledger_path, site.budget).spent(),
-                "delta": config.target_delta,
-                "noise-multiplier": state.noise_multiplier,
-                "sample-rate": state.sample_rate,
+                Metric.EPSILON: epsilon_of(history, delta=plan.delta),
+                Metric.EPSILON_TOTAL: SiteLedger(site.ledger_path, site.budget).spent(),
+                Metric.DELTA: plan.delta,
+                Metric.NOISE_MULTIPLIER: state.noise_multiplier,
+                Metric.SAMPLE_RATE: state.sample_rate,
             }
         )
     else:
-        metrics["epsilon"] = float("inf")
+        metrics[Metric.EPSILON] = float("inf")
     weights = {k: v.detach().cpu() for k, v in trained.state_dict().items()}
-    return SiteReply("ok", f"trained {result.steps} steps ({ACCOUNTANT} accountant)" if config.dp else "trained without DP (NOT PRIVATE)", weights, metrics, state)
+    reason = f"trained {result.steps} steps ({ACCOUNTANT} accountant)" if plan is not None else "trained without DP (NOT PRIVATE)"
+    return SiteReply(site.name, OK, reason, metrics, discriminator=weights), state

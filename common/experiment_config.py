@@ -22,7 +22,7 @@ from cxr_fedsynth.common.gan.models import GanArchitecture
 from cxr_fedsynth.common.data.partition import PartitionSpec
 from cxr_fedsynth.common.data.phantoms import PhantomSpec
 from cxr_fedsynth.common.data.preprocess import check_image_size
-from cxr_fedsynth.common.privacy.accounting import HistoryEntry, plan_noise_multiplier
+from cxr_fedsynth.common.privacy.plan import PrivacyPlan
 
 
 @dataclass(frozen=True)
@@ -223,28 +223,17 @@ class ExperimentConfig:
         """Feature matching runs with a weight > 0 and public pretraining (its embedding is the public D's features)."""
         return self.feature_matching_weight > 0 and self.pretrains_on_public
 
-    @property
-    def release_noise_multiplier(self) -> float:
-        """Noise of the one-off feature release (sensitivity 1); 0 without DP."""
-        if not (self.dp and self.matches_features):
-            return 0.0
-        return plan_noise_multiplier(target_epsilon=self.release_epsilon, delta=self.target_delta, sample_rate=1.0, steps=1)
-
-    @property
-    def run_epsilon(self) -> float:
-        """What a site may spend in this run: target-epsilon, capped by a simulated site's budget."""
-        return min(self.target_epsilon, self.site_budget)
-
-    @property
-    def release_epsilon(self) -> float:
-        """Epsilon of the feature release alone: ``feature-release-share`` of the run's epsilon."""
-        return self.feature_release_share * self.run_epsilon
-
-    @property
-    def other_releases(self) -> list[HistoryEntry]:
-        """The RDP entries a site spends in a run besides its DP-SGD rounds (the feature release, if any)."""
-        noise = self.release_noise_multiplier
-        return [(noise, 1.0, 1)] if noise else []
+    def privacy_plan(self) -> PrivacyPlan | None:
+        """The run's privacy plan at a site (computed once by each side; ``None`` without DP)."""
+        if not self.dp:
+            return None
+        return PrivacyPlan.for_run(
+            epsilon=min(self.target_epsilon, self.site_budget),
+            delta=self.target_delta,
+            release_share=self.feature_release_share if self.matches_features else 0.0,
+            batch_size=self.batch_size,
+            total_steps=self.total_local_steps,
+        )
 
     @property
     def site_budget(self) -> float:

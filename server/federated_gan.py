@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 import torch
-from flwr.app import ArrayRecord, ConfigRecord, Message, MessageType, RecordDict
+from flwr.app import Message, MessageType, RecordDict
 from flwr.serverapp import Grid
 
 from cxr_fedsynth.common.publish.artifacts import clean_state_dict, publish_generator
@@ -29,6 +29,15 @@ from cxr_fedsynth.common.gan.feature_matching import MATCH_CONFIDENCE_Z, MIN_CLA
 from cxr_fedsynth.common.gan.generator_training import GeneratorTrainer
 from cxr_fedsynth.common.gan.models import Generator, build_models
 from cxr_fedsynth.common.privacy.accounting import ACCOUNTANT
+from cxr_fedsynth.common.protocol import (
+    LOSS_METRICS,
+    Metric,
+    ReleaseRequest,
+    RoundInfo,
+    SiteReply,
+    TrainRequest,
+    class_images_key,
+)
 from cxr_fedsynth.server.checkpoint import Checkpoint, load_checkpoint, module_state, restore_optimizer, save_checkpoint
 from cxr_fedsynth.server.generator_members import train_members
 from cxr_fedsynth.server.public_pretraining import pretrain_on_public, pretraining_key
@@ -81,6 +90,7 @@ class FederatedGanServer:
         self.public: dict | None = None
         self.matcher: FeatureMatcher | None = None
         self.feature_release: dict | None = None
+        self.plan = config.privacy_plan()  # None without DP
         self._resume()
 
     # ------------------------------------------------------------------ state
@@ -153,23 +163,13 @@ class FederatedGanServer:
     # ------------------------------------------------------------------ messages
     def round_content(self, round_number: int) -> RecordDict:
         """What every site receives: G and D weights and the round's identifiers."""
-        return RecordDict(
-            {
-                "generator": ArrayRecord(clean_state_dict(self.g_trainer.generator)),
-                "discriminator": ArrayRecord(clean_state_dict(self.discriminator)),
-                "round": ConfigRecord({"run-id": self.run_name, "round": round_number, "run-dir": str(self.run_dir)}),
-            }
-        )
+        info = RoundInfo(self.run_name, round_number, str(self.run_dir))
+        return TrainRequest(clean_state_dict(self.g_trainer.generator), clean_state_dict(self.discriminator), info).to_content()
 
     def release_content(self, space: FeatureMatcher) -> RecordDict:
         """What every site receives for the feature release: the feature space (so sites embed as G will be
         judged) and the run's ids."""
-        return RecordDict(
-            {
-                "feature-space": ArrayRecord(clean_state_dict(space)),
-                "round": ConfigRecord({"run-id": self.run_name, "round": 0, "run-dir": str(self.run_dir)}),
-            }
-        )
+        return ReleaseRequest(clean_state_dict(space), RoundInfo(self.run_name, 0, str(self.run_dir))).to_content()
 
     def absorb_release(self, space: FeatureMatcher, replies: list[Message]) -> None:
         """Sum the sites' released tables into the class-mean targets G will match in ``space``."""
@@ -178,19 +178,20 @@ class FederatedGanServer:
             if reply.has_error():
                 log.warning("feature release: a site failed: %s", reply.error.reason)
                 continue
-            status, metrics = reply.content["status"], reply.content["metrics"]
-            stats = self.sites.setdefault(str(status["site"]), SiteStats(name=str(status["site"])))
-            if status["status"] != "ok":
-                log.warning("feature release: site %s refused: %s", stats.name, status["reason"])
+            answer = SiteReply.from_content(reply.content)
+            stats = self.sites.setdefault(answer.site, SiteStats(name=answer.site))
+            if not answer.ok:
+                log.warning("feature release: site %s refused: %s", stats.name, answer.reason)
                 continue
-            tables.append(reply.content["feature-sums"].to_torch_state_dict()["sums"].to(self.device))
-            stats.epsilon = float(metrics["epsilon"])
+            tables.append(answer.feature_sums.to(self.device))
+            stats.epsilon = answer.metrics[Metric.EPSILON]
         if len(tables) < self.config.min_sites:
             raise CxrError(f"feature release: {len(tables)} site(s) released, min-sites is {self.config.min_sites}; see the sites' logs")
-        table_noise_std = self.config.release_noise_multiplier * len(tables) ** 0.5  # 0 without DP
+        release_noise = self.plan.release_noise_multiplier if self.plan is not None else 0.0
+        table_noise_std = release_noise * len(tables) ** 0.5  # 0 without DP
         space.set_targets(torch.stack(tables).sum(dim=0), table_noise_std)
         kept = None
-        if self.config.dp and self.config.feature_shrinkage != "off":
+        if self.plan is not None and self.config.feature_shrinkage != "off":
             if self.config.feature_shrinkage == "generator":
                 kept = space.shrink_towards(self._generator_class_means(space), table_noise_std)[:, None]
             else:
@@ -206,8 +207,8 @@ class FederatedGanServer:
         matched = [name for name, ok in zip(self.conditions.names, self.matcher.matched_classes.tolist()) if ok]
         self.feature_release = {
             "sites": len(tables),
-            "noise_multiplier": self.config.release_noise_multiplier if self.config.dp else None,
-            "epsilon_of_release_alone": self.config.release_epsilon if self.config.dp else None,
+            "noise_multiplier": self.plan.release_noise_multiplier if self.plan is not None else None,
+            "epsilon_of_release_alone": self.plan.release_epsilon if self.plan is not None else None,
             "embedding_dim": int(self.matcher.targets.shape[1]),
             "statistics": self.config.feature_statistics,
             "pixel_grid": self.config.feature_pixel_grid,
@@ -253,25 +254,25 @@ class FederatedGanServer:
                 failed += 1
                 log.warning("round %d: a site failed: %s", round_number, reply.error.reason)
                 continue
-            status = reply.content["status"]
-            metrics = reply.content["metrics"]
-            stats = self.sites.setdefault(str(status["site"]), SiteStats(name=str(status["site"])))
-            if status["status"] != "ok":
+            answer = SiteReply.from_content(reply.content)
+            metrics = answer.metrics
+            stats = self.sites.setdefault(answer.site, SiteStats(name=answer.site))
+            if not answer.ok:
                 refused += 1
                 stats.refused += 1
-                log.warning("round %d: site %s refused: %s", round_number, stats.name, status["reason"])
+                log.warning("round %d: site %s refused: %s", round_number, stats.name, answer.reason)
                 continue
-            states.append(reply.content["discriminator"].to_torch_state_dict())
-            weights.append(float(metrics["num-examples"]))
-            losses.append({k: float(metrics[k]) for k in ("d-loss", "real-score", "fake-score", "aux-accuracy")})
-            stats.patients, stats.images = int(metrics["num-examples"]), int(metrics["num-images"])
+            states.append(answer.discriminator)
+            weights.append(metrics[Metric.NUM_EXAMPLES])
+            losses.append({str(k): metrics[k] for k in LOSS_METRICS})
+            stats.patients, stats.images = int(metrics[Metric.NUM_EXAMPLES]), int(metrics[Metric.NUM_IMAGES])
             stats.rounds += 1
-            stats.steps += int(metrics["local-steps"])
-            stats.epsilon = float(metrics["epsilon"])
-            if self.config.dp:
-                stats.delta, stats.noise_multiplier = float(metrics["delta"]), round(float(metrics["noise-multiplier"]), 4)
-                stats.sample_rate = round(float(metrics["sample-rate"]), 5)
-            stats.class_images = {name: int(metrics[f"class-{i}-images"]) for i, name in enumerate(self.conditions.names)}
+            stats.steps += int(metrics[Metric.LOCAL_STEPS])
+            stats.epsilon = metrics[Metric.EPSILON]
+            if self.plan is not None:
+                stats.delta, stats.noise_multiplier = metrics[Metric.DELTA], round(metrics[Metric.NOISE_MULTIPLIER], 4)
+                stats.sample_rate = round(metrics[Metric.SAMPLE_RATE], 5)
+            stats.class_images = {name: int(metrics[class_images_key(i)]) for i, name in enumerate(self.conditions.names)}
         if states:
             self.discriminator.load_state_dict(weighted_average(states, weights))
         mean = {k: sum(l[k] for l in losses) / len(losses) for k in losses[0]} if losses else {}

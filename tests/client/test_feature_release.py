@@ -20,6 +20,7 @@ CONFIG = ExperimentConfig(
     image_size=32, phantom_patients=40, num_server_rounds=2, local_steps=2, batch_size=4, g_width=8, d_width=8, latent_dim=8,
     target_epsilon=4.0, feature_matching_weight=1.0, feature_release_share=0.25, public_data="/public",  # never read by a site
 )
+PLAN = CONFIG.privacy_plan()
 
 
 @pytest.fixture(scope="module")
@@ -37,16 +38,14 @@ def _space():
 
 def test_release_then_rounds_spend_exactly_the_planned_budget(site_records, tmp_path: Path) -> None:
     site = Site("s", site_records, tmp_path / "ledger.json", Budget(CONFIG.target_epsilon, CONFIG.target_delta))
-    release = run_feature_release(CONFIG, site, space_weights=_space(), run_id="run-a", state=RunPrivacyState())
-    noise = CONFIG.release_noise_multiplier
-    assert release.status == "ok" and release.sums.shape == (4, release.sums.shape[1]), "one table: classes x (dim + 1)"
+    release, state = run_feature_release(CONFIG, site, space_weights=_space(), run_id="run-a", state=RunPrivacyState(), plan=PLAN)
+    noise = PLAN.release_noise_multiplier
+    assert release.status == "ok" and release.feature_sums.shape == (4, release.feature_sums.shape[1]), "one table: classes x (dim + 1)"
     assert set(release.metrics) == {"num-examples", "num-images", "epsilon", "epsilon-total", "noise-multiplier"}
     assert release.metrics["epsilon"] == pytest.approx(epsilon_of([(noise, 1.0, 1)], delta=CONFIG.target_delta), rel=1e-12)
-    assert CONFIG.release_epsilon * 0.97 <= release.metrics["epsilon"] <= CONFIG.release_epsilon == 1.0
-    state = release.state
+    assert PLAN.release_epsilon * 0.97 <= release.metrics["epsilon"] <= PLAN.release_epsilon == 1.0
     for round_number in (1, 2):
-        reply = run_site_round(CONFIG, site, global_weights=_weights(), run_id="run-a", round_number=round_number, state=state)
-        state = reply.state
+        reply, state = run_site_round(CONFIG, site, global_weights=_weights(), run_id="run-a", round_number=round_number, state=state, plan=PLAN)
     assert CONFIG.target_epsilon * 0.97 <= reply.metrics["epsilon"] <= CONFIG.target_epsilon, "release + DP-SGD planned jointly"
     entries = SiteLedger(site.ledger_path, site.budget).entries()
     assert [(e.round, e.mechanism, e.sample_rate, e.steps) for e in entries] == [
@@ -59,28 +58,29 @@ def test_release_then_rounds_spend_exactly_the_planned_budget(site_records, tmp_
 
 def test_second_release_of_a_run_and_a_release_over_budget_are_refused(site_records, tmp_path: Path) -> None:
     site = Site("s", site_records, tmp_path / "ledger.json", Budget(CONFIG.target_epsilon, CONFIG.target_delta))
-    first = run_feature_release(CONFIG, site, space_weights=_space(), run_id="run-a", state=RunPrivacyState())
-    again = run_feature_release(CONFIG, site, space_weights=_space(), run_id="run-a", state=first.state)
-    assert first.status == "ok" and again.status == "refused" and again.sums is None and "one per run" in again.reason
+    first, state = run_feature_release(CONFIG, site, space_weights=_space(), run_id="run-a", state=RunPrivacyState(), plan=PLAN)
+    again, _ = run_feature_release(CONFIG, site, space_weights=_space(), run_id="run-a", state=state, plan=PLAN)
+    assert first.status == "ok" and again.status == "refused" and again.feature_sums is None and "one per run" in again.reason
     assert len(SiteLedger(site.ledger_path, site.budget).entries()) == 1
     poor = Site("p", site_records, tmp_path / "poor.json", Budget(0.5, CONFIG.target_delta))
-    refused = run_feature_release(CONFIG, poor, space_weights=_space(), run_id="run-a", state=RunPrivacyState())
-    assert refused.status == "refused" and refused.sums is None and "budget" in refused.reason
+    refused, _ = run_feature_release(CONFIG, poor, space_weights=_space(), run_id="run-a", state=RunPrivacyState(), plan=PLAN)
+    assert refused.status == "refused" and refused.feature_sums is None and "budget" in refused.reason
     assert SiteLedger(poor.ledger_path, poor.budget).entries() == []
 
 
 def test_a_run_without_feature_matching_gets_no_release(site_records, tmp_path: Path) -> None:
     site = Site("s", site_records, tmp_path / "ledger.json", Budget(CONFIG.target_epsilon, CONFIG.target_delta))
-    reply = run_feature_release(CONFIG.replace(public_data=""), site, space_weights=_space(), run_id="r", state=RunPrivacyState())
-    assert reply.status == "refused" and reply.sums is None and not site.ledger_path.exists()
+    no_release = CONFIG.replace(public_data="")
+    reply, _ = run_feature_release(no_release, site, space_weights=_space(), run_id="r", state=RunPrivacyState(), plan=no_release.privacy_plan())
+    assert reply.status == "refused" and reply.feature_sums is None and not site.ledger_path.exists()
 
 
 def test_release_without_dp_is_exact_and_flagged_not_private(site_records, tmp_path: Path) -> None:
     config = CONFIG.replace(dp=False)
     site = Site("s", site_records, tmp_path / "ledger.json", Budget(CONFIG.target_epsilon, CONFIG.target_delta))
-    reply = run_feature_release(config, site, space_weights=_space(), run_id="r", state=RunPrivacyState())
+    reply, _ = run_feature_release(config, site, space_weights=_space(), run_id="r", state=RunPrivacyState(), plan=config.privacy_plan())
     patients = len({r.patient_id for r in site_records})
     count_share = FeatureMatcher(build_models(CONFIG.architecture(4), seed=0)[1].features, 4, CONFIG.embedding_spec).count_share
-    assert reply.sums[:, -1].sum().item() / count_share**0.5 == pytest.approx(patients, rel=1e-5), "count column = patients"
+    assert reply.feature_sums[:, -1].sum().item() / count_share**0.5 == pytest.approx(patients, rel=1e-5), "count column = patients"
     assert "NOT PRIVATE" in reply.reason and reply.metrics["epsilon"] == float("inf")
     assert not site.ledger_path.exists()

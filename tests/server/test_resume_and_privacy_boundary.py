@@ -53,7 +53,8 @@ def test_reply_holds_only_dp_weights_and_aggregate_metrics(tmp_path: Path) -> No
     per_site, _ = split_records(CONFIG, read_run_dataset(CONFIG).records, 2)
     site = Site("s", per_site[0], tmp_path / "ledger.json", Budget(10.0, 1e-5))
     g, d = build_models(CONFIG.architecture(4), seed=0)
-    reply = run_site_round(CONFIG, site, global_weights={"generator": clean_state_dict(g), "discriminator": clean_state_dict(d)}, run_id="r", round_number=1, state=RunPrivacyState())
+    weights = {"generator": clean_state_dict(g), "discriminator": clean_state_dict(d)}
+    reply, _ = run_site_round(CONFIG, site, global_weights=weights, run_id="r", round_number=1, state=RunPrivacyState(), plan=CONFIG.privacy_plan())
     assert set(reply.discriminator) == set(clean_state_dict(d))
     assert all(t.shape == clean_state_dict(d)[k].shape for k, t in reply.discriminator.items()), "weights only, no per-sample tensors"
     allowed = {"num-examples", "num-images", "d-loss", "real-score", "fake-score", "aux-accuracy", "local-steps", "epsilon", "epsilon-total", "delta", "noise-multiplier", "sample-rate"}
