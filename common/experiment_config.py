@@ -1,9 +1,10 @@
 """The experiment's settings: Flower run config (kebab-case) in, typed dataclasses out.
 
-``ExperimentConfig`` has one field per run-config key (``num-server-rounds`` -> ``num_server_rounds``);
-``simulations/nih_split/pyproject.toml`` lists the same keys with the same defaults (a test checks it).
-Unknown keys and wrong types are refused with the key and the fix, so a typo never silently falls back to a
-default.
+``ExperimentConfig`` declares every run-config key once (``num-server-rounds`` -> ``num_server_rounds``): its
+default, its documentation and its flags (``RunConfigKey``). The Flower app's run config
+(``simulations/nih_split/pyproject.toml``) and ``docs/configuration.md`` are generated from it
+(``python -m cxr_fedsynth.common.config_docs --write``; a test checks both are current). Unknown keys and
+wrong types are refused with the key and the fix, so a typo never silently falls back to a default.
 """
 from __future__ import annotations
 
@@ -26,77 +27,90 @@ from cxr_fedsynth.common.privacy.plan import PrivacyPlan
 
 
 @dataclass(frozen=True)
+class RunConfigKey:
+    """What the project knows of a run-config key besides its default."""
+
+    doc: str
+    private: bool  # a local path or pattern: never written into a public model card
+    pretraining: bool  # changes the public pretraining (part of its reuse key)
+
+
+def _key(default: object, doc: str, *, private: bool = False, pretraining: bool = False) -> object:
+    return dataclasses.field(default=default, metadata={"key": RunConfigKey(doc, private, pretraining)})
+
+
+@dataclass(frozen=True)
 class ExperimentConfig:
     """One field per Flower run-config key; defaults are the embedded phantom demo."""
 
     # run
-    num_server_rounds: int = 20
-    run_name: str = ""
-    output_dir: str = "outputs"
-    seed: int = 0
-    device: str = "auto"
-    min_sites: int = 1
-    round_timeout: float = 1800.0
-    # data ("" data-dir = the embedded phantom set)
-    data_dir: str = ""
-    labels: str = ""
-    conditions: str = "coarse"
-    image_size: int = 64
-    cache_dir: str = ""
-    allow_non_chest: bool = False
-    patient_pattern: str = ""
-    phantom_patients: int = 320
-    # public pretraining on the server (no privacy cost; other patients than the sites' and the test set's)
-    public_data: str = ""
-    public_labels: str = ""
-    public_name: str = ""
-    public_steps: int = 1500  # used only with public-data
-    public_batch_size: int = 32
-    public_lr_d: float = 2e-4
+    num_server_rounds: int = _key(20, "federated rounds (each: every site trains D, then the server trains G)")
+    run_name: str = _key("", '"" = run-<flower run id>; reuse a name to resume from its checkpoint')
+    output_dir: str = _key("outputs", "relative to where the SuperLink was started; give an absolute path to be sure", private=True)
+    seed: int = _key(0, "seeds the models, the patient split and the server's sampling (never the sites' DP noise)", pretraining=True)
+    device: str = _key("auto", "auto = CUDA GPU when present, else CPU | cpu | cuda (a site's node config overrides it)")
+    min_sites: int = _key(1, "a round needs this many sites that trained; fewer stops the run")
+    round_timeout: float = _key(1800.0, "seconds the server waits for the sites' replies in a round")
+    # data
+    data_dir: str = _key("", 'the dataset simulated sites are drawn from; "" = embedded PHANTOM drawings', private=True)
+    labels: str = _key("", "label table (Data_Entry_2017.csv style); \"\" = found in data-dir", private=True)
+    conditions: str = _key("coarse", 'coarse | nih6 | nih14 | path/to/conditions.yaml, optional ":A,B" subset', pretraining=True)
+    image_size: int = _key(64, "32 | 64 | 128 | 256", pretraining=True)
+    cache_dir: str = _key("", 'preprocessing cache; "" = $CXR_CACHE_DIR or ~/.cache/cxr-fedsynth', private=True)
+    allow_non_chest: bool = _key(False, "accept DICOMs whose body part or modality is not a chest radiograph", pretraining=True)
+    patient_pattern: str = _key("", "regex whose first group is the patient ID in a file name", private=True)
+    phantom_patients: int = _key(320, "patients of the embedded phantom set (used when data-dir is empty)")
+    # public pretraining
+    public_data: str = _key("", 'a public CXR set of other patients (no privacy cost); "" = none', private=True, pretraining=True)
+    public_labels: str = _key("", "its label table", private=True, pretraining=True)
+    public_name: str = _key("", 'how the model card names the public set ("" = folder and table names)', pretraining=True)
+    public_steps: int = _key(1500, "pretraining steps, used only when public-data is set", pretraining=True)
+    public_batch_size: int = _key(32, "D's batch in public pretraining (G keeps g-batch-size)", pretraining=True)
+    public_lr_d: float = _key(2e-4, "D's learning rate in public pretraining (lr-d is the sites' own)", pretraining=True)
     # simulated hospitals
-    partition: str = "iid"
-    dirichlet_alpha: float = 0.5
-    holdout_fraction: float = 0.2
+    partition: str = _key("iid", "how patients are split across simulated sites: iid | dirichlet | source")
+    dirichlet_alpha: float = _key(0.5, "class skew of partition=dirichlet (smaller = more skewed)")
+    holdout_fraction: float = _key(0.2, "share of patients held out from every site for evaluation and audits")
     # model
-    latent_dim: int = 64
-    g_width: int = 16
-    d_width: int = 16
-    loss: str = "hinge"
-    # site (discriminator, DP-SGD)
-    dp: bool = True
-    target_epsilon: float = 10.0
-    target_delta: float = 1e-5
-    max_grad_norm: float = 1.0
-    batch_size: int = 32
-    local_steps: int = 15
-    lr_d: float = 2e-4
-    aux_weight_d: float = 1.0
-    grad_sample_mode: str = "bk"
-    d_site_layers: str = "auto"  # "auto": heads with public pretraining, else all
-    site_budget_epsilon: float = 0.0
-    ledger_dir: str = ""
-    # server (generator)
-    g_steps: int = 15
-    g_batch_size: int = 64
-    lr_g: float = 2e-4
-    aux_weight_g: float = 0.5
-    ema_decay: float = 0.999
-    mode_seeking_weight: float = 1.0
-    mode_seeking_scope: str = "class"  # "class": the ratio per class, so no class can collapse unnoticed; "batch": over the whole batch (MSGAN)
-    # DP feature matching: sites release once noisy class sums of image embeddings (pixel cells + D features); G matches the means
-    feature_matching_weight: float = 100.0  # 0: off; used only with public-data
-    feature_statistics: str = "mean-std"  # per D block: "mean" (channel means) or "mean-std" (+ spatial std)
-    feature_pixel_grid: int = 8  # > 0: the release also holds the images' own cell means (and stds) on this raster
-    feature_pixel_share: float = 0.2  # the pixel block's share of the embedding's squared norm (D's blocks share the rest)
-    feature_count_share: float = 0.5  # the patient count's share of a release row; 0 = 1 / (1 + sqrt(dim)), the means' least noise
-    feature_shrinkage: str = "off"  # "generator" / "pooled": noise-aware shrinkage of the decoded targets (free; feature_matching.SHRINKAGE)
-    feature_class_gap_scale: float = 2.0  # > 1 widens each matched class mean's gap from their pooled mean (free; FeatureMatcher.scale_class_gaps)
-    feature_class_gap_block: str = "pixels"  # where feature-class-gap-scale widens the gaps: the "pixels" block only, or "all" blocks
-    feature_class_gap_cap: str = "median"  # "median": no class moves further than (scale - 1) x the median class gap; "none": all x scale
-    feature_release_share: float = 0.5  # the release alone costs this share of target-epsilon; DP-SGD gets the rest
+    latent_dim: int = _key(64, "size of G's latent vector", pretraining=True)
+    g_width: int = _key(16, "G's base width (server cost only)", pretraining=True)
+    d_width: int = _key(16, "D's base width (the sites' DP cost grows with it)", pretraining=True)
+    loss: str = _key("hinge", "hinge | nonsaturating", pretraining=True)
+    # sites: discriminator with DP-SGD
+    dp: bool = _key(True, "false trains without DP: outputs are marked NOT PRIVATE")
+    target_epsilon: float = _key(10.0, "epsilon a site spends in the run (the release and the DP-SGD rounds together)")
+    target_delta: float = _key(1e-5, "delta of the run's (epsilon, delta) guarantee per site")
+    max_grad_norm: float = _key(1.0, "per-patient clipping norm of D's gradients")
+    batch_size: int = _key(32, "expected patients per DP batch (Poisson sampling of patients)")
+    local_steps: int = _key(15, "DP-SGD steps per site per round")
+    lr_d: float = _key(2e-4, "D's learning rate at the sites")
+    aux_weight_d: float = _key(1.0, "weight of D's auxiliary class loss", pretraining=True)
+    grad_sample_mode: str = _key("bk", "per-row clipping: bk (book-keeping) or Opacus ew | hooks | functorch | ghost")
+    d_site_layers: str = _key("auto", "auto (= heads with public-data, else all) | all | heads | heads-norms")
+    site_budget_epsilon: float = _key(0.0, "a simulated site's total budget; 0 = target-epsilon")
+    ledger_dir: str = _key("", '"" = <output-dir>/<run-name>/ledgers (simulated sites only)', private=True)
+    # server: generator (never sees real data)
+    g_steps: int = _key(15, "G steps per round against the aggregated D")
+    g_batch_size: int = _key(64, "G's batch (pairs of latents per label for mode seeking)", pretraining=True)
+    lr_g: float = _key(2e-4, "G's learning rate", pretraining=True)
+    aux_weight_g: float = _key(0.5, "weight of the auxiliary class loss in G's step", pretraining=True)
+    ema_decay: float = _key(0.999, "decay of the published EMA copy of G", pretraining=True)
+    mode_seeking_weight: float = _key(1.0, "MSGAN diversity term on G (no privacy cost); 0 = off", pretraining=True)
+    mode_seeking_scope: str = _key("class", "class = its ratio per class, so no class collapses unnoticed | batch = MSGAN", pretraining=True)
+    # DP feature matching
+    feature_matching_weight: float = _key(100.0, "G's distance to the released class means; needs public-data; 0 = off (no release)")
+    feature_statistics: str = _key("mean-std", "per D block: mean-std (channel means + spatial stds) | mean")
+    feature_pixel_grid: int = _key(8, "the release also holds the images' cell means (and stds) on this raster; 0 = none")
+    feature_pixel_share: float = _key(0.2, "the pixel block's share of the embedding's squared norm")
+    feature_count_share: float = _key(0.5, "the patient count's share of a release row; 0 = 1 / (1 + sqrt(dim))")
+    feature_shrinkage: str = _key("off", "noise-aware shrinkage of the released means: off | generator | pooled")
+    feature_class_gap_scale: float = _key(2.0, "widen the matched classes' means away from their pooled mean; 1 = as released")
+    feature_class_gap_block: str = _key("pixels", "where the gaps are widened: pixels (the pixel block) | all")
+    feature_class_gap_cap: str = _key("median", "median = no class moves further than (scale - 1) x the median gap | none")
+    feature_release_share: float = _key(0.5, "the release's share of target-epsilon; DP-SGD noise is planned for the rest")
     # published generator
-    generator_members: int = 2  # > 1: also publish members - 1 generators trained after the last round against the final D and release (free)
-    sampling_keep: float = 1.0  # 1: plain; < 1: guided sampling keeps this share of candidates, best-rated by the run's DP D (free)
+    generator_members: int = _key(2, "generators published and sampled equally (members after the first: no privacy cost)")
+    sampling_keep: float = _key(1.0, "1 = plain sampling; < 1 = keep this share of candidates, best-rated by the DP D")
 
     def __post_init__(self) -> None:
         check_image_size(self.image_size)
@@ -243,6 +257,11 @@ class ExperimentConfig:
     @property
     def total_local_steps(self) -> int:
         return self.num_server_rounds * self.local_steps
+
+    @staticmethod
+    def keys() -> dict[str, RunConfigKey]:
+        """Every run-config key (kebab-case, in declaration order) with its documentation and flags."""
+        return {f.name.replace("_", "-"): f.metadata["key"] for f in fields(ExperimentConfig)}
 
     def path_or_none(self, value: str) -> Path | None:
         return Path(value).expanduser() if value else None

@@ -44,7 +44,7 @@ from cxr_fedsynth.server.public_pretraining import pretrain_on_public, pretraini
 
 log = logging.getLogger("cxr_fedsynth.server")
 #: Run-config keys that hold local paths: never written into a public model card.
-PRIVATE_KEYS = ("data-dir", "labels", "cache-dir", "output-dir", "ledger-dir", "patient-pattern", "public-data", "public-labels")
+PRIVATE_KEYS = frozenset(name for name, key in ExperimentConfig.keys().items() if key.private)
 NODE_WAIT_S = 120.0
 
 

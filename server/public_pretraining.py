@@ -31,17 +31,7 @@ from cxr_fedsynth.common.data.site_data import load_labelled_images
 
 log = logging.getLogger("cxr_fedsynth.server")
 #: Run-config keys that cannot change the public pretraining (run, site and privacy settings).
-NOT_PRETRAINING_KEYS = frozenset(
-    {
-        "num-server-rounds", "run-name", "output-dir", "device", "min-sites", "round-timeout", "data-dir", "labels",
-        "cache-dir", "patient-pattern", "phantom-patients", "partition", "dirichlet-alpha", "holdout-fraction", "dp",
-        "target-epsilon", "target-delta", "max-grad-norm", "batch-size", "local-steps", "lr-d", "grad-sample-mode",
-        "d-site-layers", "site-budget-epsilon", "ledger-dir", "g-steps", "feature-matching-weight", "feature-release-share",
-        "feature-statistics", "feature-shrinkage", "feature-pixel-grid", "feature-pixel-share", "feature-count-share",
-        "feature-class-gap-scale", "feature-class-gap-block", "feature-class-gap-cap",
-        "sampling-keep", "generator-members",
-    }
-)
+NOT_PRETRAINING_KEYS = frozenset(name for name, key in ExperimentConfig.keys().items() if not key.pretraining)
 
 
 @dataclass(frozen=True)

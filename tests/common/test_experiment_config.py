@@ -6,10 +6,19 @@ from pathlib import Path
 
 import pytest
 
+from cxr_fedsynth.common import config_docs
 from cxr_fedsynth.common.errors import ConfigError
 from cxr_fedsynth.common.experiment_config import ExperimentConfig
 
 APP = Path(__file__).resolve().parents[2] / "simulations" / "nih_split" / "pyproject.toml"
+
+
+def test_app_pyproject_and_configuration_docs_are_generated_from_the_declarations() -> None:
+    root = APP.parents[2]
+    assert config_docs.main(["--root", str(root)]) == 0, "run python -m cxr_fedsynth.common.config_docs --write"
+    keys = ExperimentConfig.keys()
+    assert all(key.doc for key in keys.values()) and set(config_docs.SECTIONS) <= set(keys)
+    assert {k for k, key in keys.items() if key.private} >= {"data-dir", "public-data", "ledger-dir", "cache-dir"}
 
 
 def test_app_run_config_matches_the_dataclass_defaults() -> None:
