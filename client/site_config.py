@@ -1,15 +1,18 @@
 """Which data, ledger and budget a ClientApp uses: a simulated partition, or a hospital's own folder.
 
-Simulation (``partition-id`` in the node config): the run's dataset split by patient; ledgers under the run
-folder unless ``ledger-dir`` is set. Deployment (``data-path`` in the node config, set by ``cxr-client``): the
+Simulation (``partition-id`` in the node config): the run's dataset split by patient, read, split and decoded
+once per process and kept across rounds; ledgers under the run folder unless ``ledger-dir`` is set. Deployment (``data-path`` in the node config, set by ``cxr-client``): the
 site's own folder, ledger and budget; the site's settings win over the run config.
 """
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from pathlib import Path
 
-from cxr_fedsynth.client.site_round import Site
+from cxr_fedsynth.client.site_round import Site, read_site_images
+from cxr_fedsynth.common.data.image_cache import SiteImages
+from cxr_fedsynth.common.data.records import ImageRecord
 from cxr_fedsynth.common.errors import ConfigError
 from cxr_fedsynth.common.experiment_config import ExperimentConfig
 from cxr_fedsynth.common.data.simulated_sites import read_run_dataset, split_records
@@ -24,10 +27,18 @@ def site_from_context(config: ExperimentConfig, node_config: Mapping[str, object
     if "partition-id" not in node_config:
         raise ConfigError("node config has neither data-path (deployment) nor partition-id (simulation)")
     partition, num = int(node_config["partition-id"]), int(node_config["num-partitions"])
-    per_site, _holdout = split_records(config, read_run_dataset(config).records, num)
+    records, images = simulated_site_data(config, partition, num)
     name = f"sim-site-{partition}"
     ledger_dir = Path(config.ledger_dir).expanduser() if config.ledger_dir else Path(run_dir) / "ledgers"
-    return Site(name, per_site[partition], ledger_dir / f"{name}.json", Budget(config.site_budget, config.target_delta))
+    return Site(name, records, ledger_dir / f"{name}.json", Budget(config.site_budget, config.target_delta), images)
+
+
+@functools.lru_cache(maxsize=4)
+def simulated_site_data(config: ExperimentConfig, partition: int, num_partitions: int) -> tuple[list[ImageRecord], SiteImages]:
+    """A simulated site's records and decoded images, read and split once per process (kept across rounds)."""
+    per_site, _holdout = split_records(config, read_run_dataset(config).records, num_partitions)
+    name = f"sim-site-{partition}"
+    return per_site[partition], read_site_images(config, name, per_site[partition])
 
 
 def _deployed_site(config: ExperimentConfig, node_config: Mapping[str, object]) -> Site:

@@ -38,6 +38,7 @@ class Site:
     records: list[ImageRecord]
     ledger_path: Path
     budget: Budget
+    images: SiteImages | None = None  # decoded once and kept (simulation); None: read per message
 
 
 @dataclass
@@ -50,18 +51,23 @@ class RunPrivacyState:
     history: tuple[HistoryEntry, ...] = ()
 
 
-def load_site_data(config: ExperimentConfig, site: Site) -> SiteImages:
-    """The site's images (cached, preprocessed); DataError when none can be read."""
+def read_site_images(config: ExperimentConfig, name: str, records: list[ImageRecord]) -> SiteImages:
+    """Decode a site's images (through the preprocessing cache); DataError when none can be read."""
     data = load_site_images(
-        site.records,
+        records,
         image_size=config.image_size,
         cache_dir=config.path_or_none(config.cache_dir),
         allow_non_chest=config.allow_non_chest,
         show_progress=False,
     )
     if not data.records:
-        raise DataError(f"site {site.name}: none of its {len(site.records)} images could be read; run cxr-client check")
+        raise DataError(f"site {name}: none of its {len(records)} images could be read; run cxr-client check")
     return data
+
+
+def load_site_data(config: ExperimentConfig, site: Site) -> SiteImages:
+    """The site's decoded images: those it already holds, else read now."""
+    return site.images if site.images is not None else read_site_images(config, site.name, site.records)
 
 
 def plan_once(plan: PrivacyPlan, state: RunPrivacyState, run_id: str, num_patients: int) -> RunPrivacyState:

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from cxr_fedsynth.client.site_config import site_from_context
 from cxr_fedsynth.client.site_round import RunPrivacyState, Site, run_site_round
 from cxr_fedsynth.common.experiment_config import ExperimentConfig
 from cxr_fedsynth.common.privacy.accounting import epsilon_of
@@ -58,3 +59,11 @@ def test_without_dp_the_reply_says_not_private(site_records, tmp_path: Path) -> 
     reply, _ = run_site_round(config, site, global_weights=_weights(), run_id="r", round_number=1, state=RunPrivacyState(), plan=config.privacy_plan())
     assert reply.status == "ok" and "NOT PRIVATE" in reply.reason and reply.metrics["epsilon"] == float("inf")
     assert not (tmp_path / "ledger.json").exists()
+
+
+def test_a_simulated_site_keeps_its_decoded_data_across_messages(tmp_path: Path) -> None:
+    node = {"partition-id": 1, "num-partitions": 2}
+    first = site_from_context(CONFIG, node, run_dir=str(tmp_path))
+    again = site_from_context(CONFIG, node, run_dir=str(tmp_path))
+    assert first.images is not None and again.images is first.images, "read, split and decoded once per process"
+    assert [r.path for r in first.records] == [r.path for r in first.images.records] and first.name == "sim-site-1"
