@@ -5,20 +5,42 @@ message from the run config and the site's DP-SGD noise once per run (kept in ``
 """
 from __future__ import annotations
 
+import functools
 import logging
+from collections.abc import Callable
 
 from flwr.app import ConfigRecord, Context, Message
 from flwr.clientapp import ClientApp
 
 from cxr_fedsynth.client.feature_release import run_feature_release
-from cxr_fedsynth.client.site_config import site_from_context
+from cxr_fedsynth.client.site_config import site_from_context, site_name
 from cxr_fedsynth.client.site_round import RunPrivacyState, run_site_round
 from cxr_fedsynth.common.experiment_config import ExperimentConfig
-from cxr_fedsynth.common.protocol import ReleaseRequest, TrainRequest
+from cxr_fedsynth.common.errors import CxrError
+from cxr_fedsynth.common.protocol import REFUSED, ReleaseRequest, SiteReply, TrainRequest
 
 app = ClientApp()
 STATE_KEY = "dp-state"
 logging.getLogger("cxr_fedsynth").setLevel(logging.INFO)
+log = logging.getLogger("cxr_fedsynth.client")
+Handler = Callable[[Message, Context], Message]
+
+
+def refuse_on_user_error(handler: Handler) -> Handler:
+    """A problem the site can fix (``CxrError``) is logged at the site as one line and answered with a refusal
+    that names only the kind of problem: its details (paths, findings) stay in the site's log."""
+
+    @functools.wraps(handler)
+    def guarded(msg: Message, context: Context) -> Message:
+        try:
+            return handler(msg, context)
+        except CxrError as exc:
+            name = site_name(context.node_config)
+            log.error("site %s refused the request: %s", name, exc)
+            reason = f"site refused: {type(exc).__name__} (details in the site's log)"
+            return Message(content=SiteReply(name, REFUSED, reason).to_content(), reply_to=msg)
+
+    return guarded
 
 
 def _load_state(context: Context) -> RunPrivacyState:
@@ -50,6 +72,7 @@ def _site_config(context: Context) -> ExperimentConfig:
 
 
 @app.query()
+@refuse_on_user_error
 def release_features(msg: Message, context: Context) -> Message:
     """The run's one-off DP feature release (noisy class sums of embeddings), or a refusal."""
     config = _site_config(context)
@@ -64,6 +87,7 @@ def release_features(msg: Message, context: Context) -> Message:
 
 
 @app.train()
+@refuse_on_user_error
 def train(msg: Message, context: Context) -> Message:
     """One round at this site: DP discriminator update, or a refusal when the budget would be exceeded."""
     config = _site_config(context)

@@ -28,7 +28,7 @@ def site_from_context(config: ExperimentConfig, node_config: Mapping[str, object
         raise ConfigError("node config has neither data-path (deployment) nor partition-id (simulation)")
     partition, num = int(node_config["partition-id"]), int(node_config["num-partitions"])
     records, images = simulated_site_data(config, partition, num)
-    name = f"sim-site-{partition}"
+    name = site_name(node_config)
     ledger_dir = Path(config.ledger_dir).expanduser() if config.ledger_dir else Path(run_dir) / "ledgers"
     return Site(name, records, ledger_dir / f"{name}.json", Budget(config.site_budget, config.target_delta), images)
 
@@ -49,4 +49,11 @@ def _deployed_site(config: ExperimentConfig, node_config: Mapping[str, object]) 
     if not ledger:
         raise ConfigError("deployment node config needs 'ledger' (the site's privacy ledger path); cxr-client sets it")
     budget = Budget(float(node_config.get("budget-epsilon", config.site_budget)), float(node_config.get("budget-delta", config.target_delta)))
-    return Site(str(node_config.get("site-name", "site")), site.records, Path(ledger), budget)
+    return Site(site_name(node_config), site.records, Path(ledger), budget)
+
+
+def site_name(node_config: Mapping[str, object]) -> str:
+    """The name a site reports: ``site-name`` of a deployed site, ``sim-site-<i>`` of a simulated one."""
+    if "partition-id" in node_config and "data-path" not in node_config:
+        return f"sim-site-{int(node_config['partition-id'])}"
+    return str(node_config.get("site-name", "site"))

@@ -62,3 +62,17 @@ def test_flwr_run_two_rounds_two_sites_publishes_a_private_generator(tmp_path: P
     assert card["sampling"] == {"method": "plain", "keep": 1.0} and generator.discriminator is None, "default: plain sampling, no discriminator published"
     assert not (run_dir / "discriminator.safetensors").exists() and "- sampling: plain" in (run_dir / "MODEL_CARD.md").read_text()
     assert sample(generator, "COVID-19", 2, seed=0).shape == (2, 1, 32, 32)
+
+
+def test_a_bad_run_config_fails_the_run_with_one_line_that_names_the_key(tmp_path: Path) -> None:
+    with simulation_superlink(tmp_path / "flwr-home") as superlink:
+        result = superlink.flwr(
+            "run", "simulations/nih_split", "--stream", "--run-config", f"image-size=48 output-dir='{tmp_path}'",
+            "--federation-config", "num-supernodes=1 client-resources-num-cpus=1",
+        )
+        run_id = re.search(r"Successfully started run (\d+)", result.stdout).group(1)
+        listing = json.loads(superlink.flwr("list", "--run-id", run_id, "--format", "json", timeout=60).stdout)["runs"][0]
+    assert listing["status"] == "finished:failed", listing
+    assert "image size 48 is not supported" in json.dumps(listing), listing
+    output = result.stdout + result.stderr
+    assert "run failed: image size 48 is not supported" in output and "Traceback" not in output, output[-3000:]
