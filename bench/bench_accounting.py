@@ -1,6 +1,7 @@
 """A site ledger's epsilon after many rounds: ``epsilon_of`` (entries of one mechanism summed first) against
 Opacus' accountant fed one entry per round, side by side in one process; both give the same epsilon.
 Usage: python -m bench.bench_accounting"""
+
 from __future__ import annotations
 
 import argparse
@@ -19,9 +20,19 @@ def main() -> None:
         t_summed = best_time(lambda: epsilon_of(history, delta=1e-5), repeats=3)
         t_per_entry = best_time(lambda: make_accountant(history).get_epsilon(1e-5), repeats=1, warmup=0)
         same = abs(epsilon_of(history, delta=1e-5) - make_accountant(history).get_epsilon(1e-5)) < 1e-9
-        rows.append({"rounds": rounds, "summed_s": t_summed, "per_entry_s": t_per_entry, "speed_up": t_per_entry / t_summed, "same_epsilon": same})
-        print(f"{rounds:4d} rounds: summed {t_summed:.3f}s, one entry per round {t_per_entry:.3f}s "
-              f"({t_per_entry / t_summed:.1f}x), same epsilon: {same}")
+        rows.append(
+            {
+                "rounds": rounds,
+                "summed_s": t_summed,
+                "per_entry_s": t_per_entry,
+                "speed_up": t_per_entry / t_summed,
+                "same_epsilon": same,
+            }
+        )
+        print(
+            f"{rounds:4d} rounds: summed {t_summed:.3f}s, one entry per round {t_per_entry:.3f}s "
+            f"({t_per_entry / t_summed:.1f}x), same epsilon: {same}"
+        )
     print(f"-> {write_result('accounting', {'rows': rows})}")
 
 

@@ -1,5 +1,6 @@
 """Data loading: images/s from DICOM and PNG, decoding (cold cache) vs loading the on-disk cache (warm), side
 by side in one process. Usage: python -m bench.bench_data_loading [--shared ../shared/data]"""
+
 from __future__ import annotations
 
 import argparse
@@ -39,7 +40,12 @@ def _measure(site: Path, size: int, cache: Path) -> dict:
     warm = load_site_images(records, image_size=size, cache_dir=cache, show_progress=False)
     warm_s = time.perf_counter() - start
     assert not cold.from_cache and warm.from_cache
-    return {"images": len(records), "decode_images_per_s": len(records) / cold_s, "cached_images_per_s": len(records) / warm_s, "cache_speedup": cold_s / warm_s}
+    return {
+        "images": len(records),
+        "decode_images_per_s": len(records) / cold_s,
+        "cached_images_per_s": len(records) / warm_s,
+        "cache_speedup": cold_s / warm_s,
+    }
 
 
 def main() -> None:
@@ -59,7 +65,9 @@ def main() -> None:
     path = write_result("data_loading", result)
     for kind in ("png_cxr128", "dicom_1024px"):
         r = result[kind]
-        print(f"{kind}: {r['images']} images, decode {r['decode_images_per_s']:.0f} img/s, cached {r['cached_images_per_s']:.0f} img/s ({r['cache_speedup']:.1f}x)")
+        print(
+            f"{kind}: {r['images']} images, decode {r['decode_images_per_s']:.0f} img/s, cached {r['cached_images_per_s']:.0f} img/s ({r['cache_speedup']:.1f}x)"
+        )
     print(path)
 
 

@@ -5,6 +5,7 @@ Times are measured side by side in one process (interleaved, best of N); peak me
 process each, since a process' peak cannot be reset. Plain-step throughput is set against this machine's fp32
 GEMM rate with FLOPs counted by torch's FlopCounterMode. Usage: python -m bench.bench_dp_step [--quick]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -68,10 +69,16 @@ def main() -> None:
         steps = {mode: make_step(mode, size, batch) for mode in MODES}
         times = {mode: best_time(step, repeats=5, warmup=2) for mode, step in steps.items()}
         flops = plain_flops(size, batch)
-        row = {"size": size, "batch": batch, "gemm_gflops": gemm, "plain_step_s": times["plain"],
-               "plain_gflops": flops / times["plain"] / 1e9, "plain_fraction_of_gemm": flops / times["plain"] / 1e9 / gemm,
-               "real_images_per_s": {m: batch / t for m, t in times.items()},
-               "ratio_to_plain": {m: times[m] / times["plain"] for m in MODES}}
+        row = {
+            "size": size,
+            "batch": batch,
+            "gemm_gflops": gemm,
+            "plain_step_s": times["plain"],
+            "plain_gflops": flops / times["plain"] / 1e9,
+            "plain_fraction_of_gemm": flops / times["plain"] / 1e9 / gemm,
+            "real_images_per_s": {m: batch / t for m, t in times.items()},
+            "ratio_to_plain": {m: times[m] / times["plain"] for m in MODES},
+        }
         rows.append(row)
         print(json.dumps({k: row[k] for k in ("size", "batch", "ratio_to_plain")}), flush=True)
     # Peak memory, one child per mode at the largest config (a process' peak cannot be reset).

@@ -3,14 +3,15 @@ with the peak rise in the machine's used memory during the run (Ray starts its o
 whole machine is sampled from /proc/meminfo; run it on an otherwise idle machine). Each site's compute is
 measured in-process on the same data first (warm cache, second call), so the ratio is taken in one run.
 Usage: python -m bench.bench_flower_sim [--sites 10 100] [--rounds 2]"""
+
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
-import shutil
 import tempfile
 import threading
 import time
@@ -20,14 +21,23 @@ import pandas as pd
 
 from bench.common import write_result
 from cxr_fedsynth.client.site_round import RunPrivacyState, Site, run_site_round
-from cxr_fedsynth.common.publish.artifacts import clean_state_dict
+from cxr_fedsynth.common.data.simulated_sites import read_run_dataset, split_records
 from cxr_fedsynth.common.experiment_config import ExperimentConfig
 from cxr_fedsynth.common.gan.models import build_models
-from cxr_fedsynth.common.data.simulated_sites import read_run_dataset, split_records
 from cxr_fedsynth.common.privacy.ledger import Budget
+from cxr_fedsynth.common.publish.artifacts import clean_state_dict
 from tests.flower_processes import simulation_superlink
 
-TINY = {"image-size": 32, "local-steps": 2, "g-steps": 2, "batch-size": 4, "g-batch-size": 8, "g-width": 8, "d-width": 8, "latent-dim": 16}
+TINY = {
+    "image-size": 32,
+    "local-steps": 2,
+    "g-steps": 2,
+    "batch-size": 4,
+    "g-batch-size": 8,
+    "g-width": 8,
+    "d-width": 8,
+    "latent-dim": 16,
+}
 
 
 def used_memory_mib() -> float:
@@ -64,10 +74,14 @@ def site_compute_s(config: ExperimentConfig, sites: int, tmp: Path) -> float:
     for k in range(min(3, sites)):
         site = Site(f"s{k}", per_site[k], tmp / f"l{k}.json", Budget(1e9, config.target_delta))
         # Round 1 fills the cache and plans the noise (once per run, as in a real run); round 2 is timed.
-        _, state = run_site_round(config, site, global_weights=weights, run_id="bench", round_number=1, state=RunPrivacyState(), plan=plan)
+        _, state = run_site_round(
+            config, site, global_weights=weights, run_id="bench", round_number=1, state=RunPrivacyState(), plan=plan
+        )
         for round_number in (2, 3, 4):
             start = time.perf_counter()
-            run_site_round(config, site, global_weights=weights, run_id="bench", round_number=round_number, state=state, plan=plan)
+            run_site_round(
+                config, site, global_weights=weights, run_id="bench", round_number=round_number, state=state, plan=plan
+            )
             times.append(time.perf_counter() - start)
     return min(times)
 
@@ -79,12 +93,25 @@ def site_compute_in_child(overrides: dict, sites: int, tmp: Path) -> float:
         "from cxr_fedsynth.common.experiment_config import ExperimentConfig;"
         f"print(site_compute_s(ExperimentConfig.from_run_config(json.loads(sys.argv[1])), {sites}, Path({str(tmp)!r})))"
     )
-    out = subprocess.run([sys.executable, "-c", code, json.dumps(overrides)], check=True, capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1])
+    out = subprocess.run(
+        [sys.executable, "-c", code, json.dumps(overrides)],
+        check=True,
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).resolve().parents[1],
+    )
     return float(out.stdout.strip().splitlines()[-1])
 
 
 def one(sites: int, rounds: int, root: Path) -> dict:
-    overrides = {**TINY, "num-server-rounds": rounds, "phantom-patients": max(200, 4 * sites), "cache-dir": str(root / "cache"), "output-dir": str(root / "out"), "run-name": f"sites{sites}"}
+    overrides = {
+        **TINY,
+        "num-server-rounds": rounds,
+        "phantom-patients": max(200, 4 * sites),
+        "cache-dir": str(root / "cache"),
+        "output-dir": str(root / "out"),
+        "run-name": f"sites{sites}",
+    }
     (root / f"site-{sites}").mkdir()
     compute = site_compute_in_child(overrides, sites, root / f"site-{sites}")
     run_config = " ".join(f"{k}='{v}'" if isinstance(v, str) else f"{k}={v}" for k, v in overrides.items())
@@ -92,7 +119,16 @@ def one(sites: int, rounds: int, root: Path) -> dict:
         sampler = PeakSampler()
         sampler.start()
         start = time.perf_counter()
-        result = superlink.flwr("run", "simulations/nih_split", "--stream", "--run-config", run_config, "--federation-config", f"num-supernodes={sites} client-resources-num-cpus=1", timeout=3000)
+        result = superlink.flwr(
+            "run",
+            "simulations/nih_split",
+            "--stream",
+            "--run-config",
+            run_config,
+            "--federation-config",
+            f"num-supernodes={sites} client-resources-num-cpus=1",
+            timeout=3000,
+        )
         wall = time.perf_counter() - start
         peak = sampler.stop()
     if result.returncode != 0:
@@ -100,9 +136,18 @@ def one(sites: int, rounds: int, root: Path) -> dict:
     metrics = pd.read_csv(root / "out" / f"sites{sites}" / "metrics.csv")
     round_s = float(metrics["time_s"].iloc[1:].mean()) if len(metrics) > 1 else float(metrics["time_s"].iloc[0])
     ideal = sites * compute / min(sites, os.cpu_count() or 1)
-    return {"sites": sites, "rounds": rounds, "wall_s": wall, "round_s": round_s, "site_compute_s": compute,
-            "ideal_round_s": ideal, "round_over_ideal": round_s / ideal, "overhead_per_site_round_s": (round_s - ideal) / sites,
-            "peak_memory_rise_mib": peak, "peak_memory_per_site_mib": peak / sites}
+    return {
+        "sites": sites,
+        "rounds": rounds,
+        "wall_s": wall,
+        "round_s": round_s,
+        "site_compute_s": compute,
+        "ideal_round_s": ideal,
+        "round_over_ideal": round_s / ideal,
+        "overhead_per_site_round_s": (round_s - ideal) / sites,
+        "peak_memory_rise_mib": peak,
+        "peak_memory_per_site_mib": peak / sites,
+    }
 
 
 def main() -> None:
@@ -116,8 +161,10 @@ def main() -> None:
     finally:
         shutil.rmtree(root, ignore_errors=True)
     for r in rows:
-        print(f"{r['sites']} sites: round {r['round_s']:.1f}s vs sites' own compute {r['ideal_round_s']:.1f}s ({r['round_over_ideal']:.1f}x), "
-              f"{r['overhead_per_site_round_s']:.2f}s overhead per site-round, peak memory rise {r['peak_memory_rise_mib']:.0f} MiB")
+        print(
+            f"{r['sites']} sites: round {r['round_s']:.1f}s vs sites' own compute {r['ideal_round_s']:.1f}s ({r['round_over_ideal']:.1f}x), "
+            f"{r['overhead_per_site_round_s']:.2f}s overhead per site-round, peak memory rise {r['peak_memory_rise_mib']:.0f} MiB"
+        )
     print(write_result("flower_sim", {"rows": rows, "model": TINY}))
 
 

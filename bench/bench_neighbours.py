@@ -1,5 +1,6 @@
 """Audit nearest-neighbour search vs the GEMM floor: blockwise top-1 search over N x M rows of D features
 against the bare matrix product of the same shape, in one process. Usage: python -m bench.bench_neighbours"""
+
 from __future__ import annotations
 
 import argparse
@@ -26,15 +27,23 @@ def main() -> None:
     t_search = best_time(lambda: nearest_neighbours(q, r, k=1, block=args.block), repeats=2)
     peak_block_mib = args.block * args.block * 4 * 3 / 2**20  # distances + top-k candidates, per block
     result = {
-        "n": args.n, "dim": args.dim, "block": args.block,
-        "gemm_s": t_gemm, "search_s": t_search, "search_over_gemm": t_search / t_gemm,
-        "search_gflops": flops / t_search / 1e9, "square_gemm_gflops": gemm_rate(),
-        "full_matrix_mib": args.n * args.n * 4 / 2**20, "block_working_set_mib": peak_block_mib,
+        "n": args.n,
+        "dim": args.dim,
+        "block": args.block,
+        "gemm_s": t_gemm,
+        "search_s": t_search,
+        "search_over_gemm": t_search / t_gemm,
+        "search_gflops": flops / t_search / 1e9,
+        "square_gemm_gflops": gemm_rate(),
+        "full_matrix_mib": args.n * args.n * 4 / 2**20,
+        "block_working_set_mib": peak_block_mib,
     }
     path = write_result("neighbours", result)
-    print(f"search {t_search:.2f}s vs GEMM {t_gemm:.2f}s: {t_search / t_gemm:.2f}x the floor "
-          f"({result['search_gflops']:.0f} GFLOP/s); block working set {peak_block_mib:.0f} MiB vs full matrix "
-          f"{result['full_matrix_mib']:.0f} MiB -> {path}")
+    print(
+        f"search {t_search:.2f}s vs GEMM {t_gemm:.2f}s: {t_search / t_gemm:.2f}x the floor "
+        f"({result['search_gflops']:.0f} GFLOP/s); block working set {peak_block_mib:.0f} MiB vs full matrix "
+        f"{result['full_matrix_mib']:.0f} MiB -> {path}"
+    )
 
 
 if __name__ == "__main__":

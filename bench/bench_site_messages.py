@@ -5,6 +5,7 @@ image file against the preprocessing cache before training; now the partition an
 kept per process (``client.site_config.simulated_site_data``). Both ways are timed side by side in one run,
 interleaved, on the real cxr128 set (4 sites, site 0) with the default 15 local DP steps at 64 px.
 Usage: python -m bench.bench_site_messages [--data ../shared/data/cxr128] [--messages 3]"""
+
 from __future__ import annotations
 
 import argparse
@@ -22,20 +23,32 @@ from cxr_fedsynth.common.publish.artifacts import clean_state_dict
 NODE = {"partition-id": 0, "num-partitions": 4}
 
 
-def message(config: ExperimentConfig, weights: dict, run_dir: Path, round_number: int, *, keep: bool) -> tuple[float, float]:
+def message(
+    config: ExperimentConfig, weights: dict, run_dir: Path, round_number: int, *, keep: bool
+) -> tuple[float, float]:
     """(seconds to get the site's data, seconds for the whole message) for one train message."""
     if not keep:
         simulated_site_data.cache_clear()
     start = time.perf_counter()
     site = site_from_context(config, NODE, run_dir=str(run_dir))
     data_s = time.perf_counter() - start
-    run_site_round(config, site, global_weights=weights, run_id="bench", round_number=round_number, state=RunPrivacyState(), plan=None)
+    run_site_round(
+        config,
+        site,
+        global_weights=weights,
+        run_id="bench",
+        round_number=round_number,
+        state=RunPrivacyState(),
+        plan=None,
+    )
     return data_s, time.perf_counter() - start
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[1].parent / "shared" / "data" / "cxr128")
+    parser.add_argument(
+        "--data", type=Path, default=Path(__file__).resolve().parents[1].parent / "shared" / "data" / "cxr128"
+    )
     parser.add_argument("--messages", type=int, default=3)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
@@ -49,7 +62,9 @@ def main() -> None:
                 rows[way].append(message(config, weights, Path(tmp), round_number, keep=keep))
     best = {way: (min(r[0] for r in rs), min(r[1] for r in rs)) for way, rs in rows.items()}
     result = {
-        "data": str(args.data), "site": "sim-site-0 of 4", "images": len(simulated_site_data(config, 0, 4)[0]),
+        "data": str(args.data),
+        "site": "sim-site-0 of 4",
+        "images": len(simulated_site_data(config, 0, 4)[0]),
         "data_s": {way: round(b[0], 4) for way, b in best.items()},
         "message_s": {way: round(b[1], 3) for way, b in best.items()},
         "message_ratio_reread_to_kept": round(best["re-read"][1] / best["kept"][1], 3),

@@ -1,4 +1,5 @@
 """Helpers shared by the benchmarks: timing (best of N, side by side in one process) and result files."""
+
 from __future__ import annotations
 
 import json
@@ -34,6 +35,13 @@ def write_result(name: str, data: dict) -> Path:
     """Write ``bench/results/<name>.json`` with the machine it ran on."""
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"{name}.json"
-    data = {"machine": {"cpu_threads": torch.get_num_threads(), "torch": torch.__version__, "platform": platform.platform()}, **data}
+    data = {
+        "machine": {
+            "cpu_threads": torch.get_num_threads(),
+            "torch": torch.__version__,
+            "platform": platform.platform(),
+        },
+        **data,
+    }
     path.write_text(json.dumps(data, indent=2) + "\n")
     return path

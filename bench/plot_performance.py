@@ -1,4 +1,5 @@
 """Draw docs/img/performance.png from bench/results/*.json. Usage: python -m bench.plot_performance"""
+
 from __future__ import annotations
 
 import json
@@ -21,7 +22,12 @@ def main() -> None:
     modes = [m for m in dp["rows"][0]["ratio_to_plain"] if m != "plain"]
     width = 0.8 / len(modes)
     for i, mode in enumerate(modes):
-        axes[0].bar([x + i * width for x in range(len(labels))], [r["ratio_to_plain"][mode] for r in dp["rows"]], width, label="book-keeping (common.privacy.bookkeeping_clipping)" if mode == "bk" else f"Opacus {mode}")
+        axes[0].bar(
+            [x + i * width for x in range(len(labels))],
+            [r["ratio_to_plain"][mode] for r in dp["rows"]],
+            width,
+            label="book-keeping (common.privacy.bookkeeping_clipping)" if mode == "bk" else f"Opacus {mode}",
+        )
     axes[0].axhline(2.0, color="k", ls="--", lw=0.8, label="goal 2x")
     axes[0].set_xticks([x + width for x in range(len(labels))], labels)
     axes[0].set_ylabel("DP step time / plain step time")

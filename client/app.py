@@ -3,6 +3,7 @@
 Messages are read and written only through ``common.protocol``; the run's privacy plan is computed once per
 message from the run config and the site's DP-SGD noise once per run (kept in ``context.state``).
 """
+
 from __future__ import annotations
 
 import functools
@@ -15,8 +16,8 @@ from flwr.clientapp import ClientApp
 from cxr_fedsynth.client.feature_release import run_feature_release
 from cxr_fedsynth.client.site_config import site_from_context, site_name
 from cxr_fedsynth.client.site_round import RunPrivacyState, run_site_round
-from cxr_fedsynth.common.experiment_config import ExperimentConfig
 from cxr_fedsynth.common.errors import CxrError
+from cxr_fedsynth.common.experiment_config import ExperimentConfig
 from cxr_fedsynth.common.protocol import REFUSED, ReleaseRequest, SiteReply, TrainRequest
 
 app = ClientApp()
@@ -48,7 +49,9 @@ def _load_state(context: Context) -> RunPrivacyState:
         return RunPrivacyState()
     record = context.state[STATE_KEY]
     history = tuple(zip(record["noise"], record["rate"], record["steps"]))
-    return RunPrivacyState(str(record["run-id"]), float(record["noise-multiplier"]), float(record["sample-rate"]), history)
+    return RunPrivacyState(
+        str(record["run-id"]), float(record["noise-multiplier"]), float(record["sample-rate"]), history
+    )
 
 
 def _save_state(context: Context, state: RunPrivacyState) -> None:
@@ -79,8 +82,12 @@ def release_features(msg: Message, context: Context) -> Message:
     request = ReleaseRequest.from_content(msg.content)
     site = site_from_context(config, context.node_config, run_dir=request.info.run_dir)
     reply, state = run_feature_release(
-        config, site, space_weights=request.feature_space, run_id=request.info.run_id,
-        state=_load_state(context), plan=config.privacy_plan(),
+        config,
+        site,
+        space_weights=request.feature_space,
+        run_id=request.info.run_id,
+        state=_load_state(context),
+        plan=config.privacy_plan(),
     )
     _save_state(context, state)
     return Message(content=reply.to_content(), reply_to=msg)

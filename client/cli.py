@@ -1,4 +1,5 @@
 """``cxr-client``: what a hospital runs. ``check`` validates a site folder before it joins a federation."""
+
 from __future__ import annotations
 
 import json
@@ -12,8 +13,8 @@ from rich.table import Table
 from cxr_fedsynth.client.join import JoinSettings, default_ledger, start_supernode
 from cxr_fedsynth.common.cli_errors import run_cli
 from cxr_fedsynth.common.data.data_config import DataConfig
-from cxr_fedsynth.common.errors import ConfigError, DataError
 from cxr_fedsynth.common.data.site_check import check_site
+from cxr_fedsynth.common.errors import ConfigError, DataError
 from cxr_fedsynth.common.privacy.ledger import SiteLedger
 from cxr_fedsynth.common.privacy.site_keys import create_site_key
 
@@ -23,13 +24,40 @@ MAX_SKIPS_SHOWN = 20
 def data_options(func):
     """Options shared by every command that reads a site folder."""
     options = [
-        click.option("--data", "data_dir", required=True, type=click.Path(path_type=Path), help="Site folder with the X-rays."),
-        click.option("--labels", type=click.Path(path_type=Path), default=None, help="Label CSV (default: a Data_Entry_2017.csv/metadata.csv in --data, else class folders)."),
-        click.option("--conditions", default="coarse", show_default=True, help="Condition set: coarse, nih6, nih14, or a YAML file; ':A,B' keeps only those classes."),
-        click.option("--image-size", default=64, show_default=True, type=int, help="Training resolution (32, 64, 128, 256)."),
-        click.option("--cache-dir", type=click.Path(path_type=Path), default=None, help="Preprocessed-image cache (default $CXR_CACHE_DIR or ~/.cache/cxr-fedsynth)."),
-        click.option("--patient-pattern", default=None, help=r"Regex on file names giving the patient ID when no table column or DICOM tag has it, e.g. '^(person\d+)_'."),
-        click.option("--allow-non-chest", is_flag=True, help="Accept DICOMs whose Modality/BodyPartExamined say they are not chest radiographs."),
+        click.option(
+            "--data", "data_dir", required=True, type=click.Path(path_type=Path), help="Site folder with the X-rays."
+        ),
+        click.option(
+            "--labels",
+            type=click.Path(path_type=Path),
+            default=None,
+            help="Label CSV (default: a Data_Entry_2017.csv/metadata.csv in --data, else class folders).",
+        ),
+        click.option(
+            "--conditions",
+            default="coarse",
+            show_default=True,
+            help="Condition set: coarse, nih6, nih14, or a YAML file; ':A,B' keeps only those classes.",
+        ),
+        click.option(
+            "--image-size", default=64, show_default=True, type=int, help="Training resolution (32, 64, 128, 256)."
+        ),
+        click.option(
+            "--cache-dir",
+            type=click.Path(path_type=Path),
+            default=None,
+            help="Preprocessed-image cache (default $CXR_CACHE_DIR or ~/.cache/cxr-fedsynth).",
+        ),
+        click.option(
+            "--patient-pattern",
+            default=None,
+            help=r"Regex on file names giving the patient ID when no table column or DICOM tag has it, e.g. '^(person\d+)_'.",
+        ),
+        click.option(
+            "--allow-non-chest",
+            is_flag=True,
+            help="Accept DICOMs whose Modality/BodyPartExamined say they are not chest radiographs.",
+        ),
     ]
     for option in reversed(options):
         func = option(func)
@@ -41,7 +69,16 @@ def _print_check(summary: dict) -> None:
     table = Table(title=f"Site check: {summary['data_dir']}")
     table.add_column("what")
     table.add_column("value", justify="right")
-    for key in ("label_source", "patient_id_source", "conditions", "images_found", "images_readable", "images_skipped", "patients", "image_size"):
+    for key in (
+        "label_source",
+        "patient_id_source",
+        "conditions",
+        "images_found",
+        "images_readable",
+        "images_skipped",
+        "patients",
+        "image_size",
+    ):
         table.add_row(key.replace("_", " "), str(summary[key]))
     for name, count in summary["class_counts"].items():
         table.add_row(f"class {name}", str(count))
@@ -57,21 +94,52 @@ def _print_check(summary: dict) -> None:
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]}, invoke_without_command=True)
-@click.option("--data", "data_dir", type=click.Path(path_type=Path), help="Site folder with the X-rays (joins the federation).")
+@click.option(
+    "--data", "data_dir", type=click.Path(path_type=Path), help="Site folder with the X-rays (joins the federation)."
+)
 @click.option("--superlink", help="The operator's SuperLink, HOST:PORT.")
-@click.option("--root-certificates", type=click.Path(path_type=Path), help="CA certificate (PEM) that signed the SuperLink's TLS certificate.")
-@click.option("--auth-key", type=click.Path(path_type=Path), help="This site's private key (OpenSSH ECDSA), registered by the operator.")
-@click.option("--labels", type=click.Path(path_type=Path), help="Label CSV (default: a table in --data, else class folders).")
+@click.option(
+    "--root-certificates",
+    type=click.Path(path_type=Path),
+    help="CA certificate (PEM) that signed the SuperLink's TLS certificate.",
+)
+@click.option(
+    "--auth-key",
+    type=click.Path(path_type=Path),
+    help="This site's private key (OpenSSH ECDSA), registered by the operator.",
+)
+@click.option(
+    "--labels", type=click.Path(path_type=Path), help="Label CSV (default: a table in --data, else class folders)."
+)
 @click.option("--site-name", default="site", show_default=True, help="How the site appears in the model card.")
-@click.option("--budget-epsilon", default=10.0, show_default=True, type=float, help="The site's total privacy budget (all rounds and runs).")
+@click.option(
+    "--budget-epsilon",
+    default=10.0,
+    show_default=True,
+    type=float,
+    help="The site's total privacy budget (all rounds and runs).",
+)
 @click.option("--budget-delta", default=1e-5, show_default=True, type=float)
-@click.option("--ledger", type=click.Path(path_type=Path), help="Privacy ledger (default ~/.config/cxr-fedsynth/<site>/ledger.json).")
+@click.option(
+    "--ledger",
+    type=click.Path(path_type=Path),
+    help="Privacy ledger (default ~/.config/cxr-fedsynth/<site>/ledger.json).",
+)
 @click.option("--gpu/--cpu", "use_gpu", default=None, help="Train on the GPU / on the CPU (default: GPU when present).")
-@click.option("--patient-pattern", default=None, help="Regex on file names giving the patient ID when the table has none.")
+@click.option(
+    "--patient-pattern", default=None, help="Regex on file names giving the patient ID when the table has none."
+)
 @click.option("--port", default=9094, show_default=True, type=int, help="Local port of the SuperNode's runtime API.")
 @click.option("--insecure", is_flag=True, help="No TLS, no node authentication (local test networks only).")
 @click.pass_context
-def cli(ctx: click.Context, data_dir: Path | None, superlink: str | None, ledger: Path | None, use_gpu: bool | None, **options) -> None:
+def cli(
+    ctx: click.Context,
+    data_dir: Path | None,
+    superlink: str | None,
+    ledger: Path | None,
+    use_gpu: bool | None,
+    **options,
+) -> None:
     """cxr-fedsynth site client. With --data and --superlink: validate the folder, then join the federation.
 
     Subcommands: check (validate a folder), budget (privacy spent), keygen (a site key for node authentication).
@@ -82,17 +150,30 @@ def cli(ctx: click.Context, data_dir: Path | None, superlink: str | None, ledger
         click.echo(ctx.get_help())
         raise ConfigError("to join a federation pass --data DIR and --superlink HOST:PORT (or use a subcommand)")
     device = "auto" if use_gpu is None else ("cuda" if use_gpu else "cpu")
-    settings = JoinSettings(data_dir=data_dir, superlink=superlink, ledger=ledger or default_ledger(options["site_name"]), device=device, **options)
+    settings = JoinSettings(
+        data_dir=data_dir,
+        superlink=superlink,
+        ledger=ledger or default_ledger(options["site_name"]),
+        device=device,
+        **options,
+    )
     settings.validate()
-    check = check_site(DataConfig(data_dir=data_dir, labels=options["labels"], patient_pattern=options["patient_pattern"]))
+    check = check_site(
+        DataConfig(data_dir=data_dir, labels=options["labels"], patient_pattern=options["patient_pattern"])
+    )
     if not check.summary["usable"]:
         raise DataError(f"{data_dir}: no readable images; run 'cxr-client check --data {data_dir}' for the details")
-    click.echo(f"site folder ok: {check.summary['images_readable']} images of {check.summary['patients']} patients ({check.summary['images_skipped']} skipped)", err=True)
+    click.echo(
+        f"site folder ok: {check.summary['images_readable']} images of {check.summary['patients']} patients ({check.summary['images_skipped']} skipped)",
+        err=True,
+    )
     start_supernode(settings)
 
 
 @cli.command("budget")
-@click.option("--ledger", type=click.Path(path_type=Path), default=None, help="Ledger file (default: the one for --site-name).")
+@click.option(
+    "--ledger", type=click.Path(path_type=Path), default=None, help="Ledger file (default: the one for --site-name)."
+)
 @click.option("--site-name", default="site", show_default=True)
 @click.option("--json", "as_json", is_flag=True)
 def budget_command(ledger: Path | None, site_name: str, as_json: bool) -> None:
@@ -101,18 +182,30 @@ def budget_command(ledger: Path | None, site_name: str, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(summary, indent=2))
         return
-    table = Table(title=f"Privacy ledger {summary['ledger']} ({summary['accountant']} accountant, delta {summary['budget']['delta']})")
+    table = Table(
+        title=f"Privacy ledger {summary['ledger']} ({summary['accountant']} accountant, delta {summary['budget']['delta']})"
+    )
     for column in ("run", "rounds", "DP steps", "other releases", "epsilon"):
         table.add_column(column, justify="left" if column in ("run", "other releases") else "right")
     for run, info in summary["runs"].items():
-        table.add_row(run, str(info["rounds"]), str(info["steps"]), ", ".join(info["other_releases"]), f"{info['epsilon']:.3f}")
+        table.add_row(
+            run, str(info["rounds"]), str(info["steps"]), ", ".join(info["other_releases"]), f"{info['epsilon']:.3f}"
+        )
     table.add_row("total (composed)", "", "", "", f"{summary['spent_epsilon']:.3f}")
     Console().print(table)
-    click.echo(f"budget {summary['budget']['epsilon']}: spent {summary['spent_epsilon']:.3f}, remaining {summary['remaining_epsilon']:.3f}")
+    click.echo(
+        f"budget {summary['budget']['epsilon']}: spent {summary['spent_epsilon']:.3f}, remaining {summary['remaining_epsilon']:.3f}"
+    )
 
 
 @cli.command("keygen")
-@click.option("--out", "key_path", required=True, type=click.Path(path_type=Path), help="Private key file to create (the .pub goes to the operator).")
+@click.option(
+    "--out",
+    "key_path",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Private key file to create (the .pub goes to the operator).",
+)
 def keygen_command(key_path: Path) -> None:
     """Create this site's key pair for node authentication."""
     if key_path.exists():

@@ -1,5 +1,6 @@
 """Start this hospital's Flower SuperNode: validate the folder, enforce TLS + node authentication, then hand
 the site's own settings (data path, ledger, budget, device) to the ClientApp through the node config."""
+
 from __future__ import annotations
 
 import os
@@ -50,7 +51,9 @@ class JoinSettings:
             if path is not None and not path.is_file():
                 raise ConfigError(f"{path}: {label} file not found")
         if self.ledger.resolve().is_relative_to(self.data_dir.resolve()):
-            raise ConfigError(f"{self.ledger}: the privacy ledger must not live inside the data folder {self.data_dir}; choose another --ledger")
+            raise ConfigError(
+                f"{self.ledger}: the privacy ledger must not live inside the data folder {self.data_dir}; choose another --ledger"
+            )
         if self.budget_epsilon <= 0 or not 0 < self.budget_delta < 1:
             raise ConfigError("--budget-epsilon must be > 0 and --budget-delta in (0, 1)")
 
@@ -80,12 +83,27 @@ class JoinSettings:
         """The flower-supernode command line."""
         executable = shutil.which(SUPERNODE)
         if executable is None:
-            raise ConfigError(f"{SUPERNODE} not found on PATH; install cxr-fedsynth in this environment (pip install -e .)")
-        command = [executable, "--superlink", self.superlink, "--port", str(self.port), "--node-config", self.node_config()]
+            raise ConfigError(
+                f"{SUPERNODE} not found on PATH; install cxr-fedsynth in this environment (pip install -e .)"
+            )
+        command = [
+            executable,
+            "--superlink",
+            self.superlink,
+            "--port",
+            str(self.port),
+            "--node-config",
+            self.node_config(),
+        ]
         if self.insecure:
             command.append("--insecure")
         else:
-            command += ["--root-certificates", str(self.root_certificates), "--auth-supernode-private-key", str(self.auth_key)]
+            command += [
+                "--root-certificates",
+                str(self.root_certificates),
+                "--auth-supernode-private-key",
+                str(self.auth_key),
+            ]
         return command
 
 
@@ -95,7 +113,14 @@ def start_supernode(settings: JoinSettings) -> None:
     settings.ledger.parent.mkdir(parents=True, exist_ok=True)
     command = settings.command()
     if settings.insecure:
-        click.secho("WARNING: --insecure: no TLS and no node authentication. Use only on a local test network.", fg="yellow", err=True)
-    click.echo(f"site {settings.site_name}: joining {settings.superlink}; privacy ledger {settings.ledger} (budget epsilon {settings.budget_epsilon}, delta {settings.budget_delta})", err=True)
+        click.secho(
+            "WARNING: --insecure: no TLS and no node authentication. Use only on a local test network.",
+            fg="yellow",
+            err=True,
+        )
+    click.echo(
+        f"site {settings.site_name}: joining {settings.superlink}; privacy ledger {settings.ledger} (budget epsilon {settings.budget_epsilon}, delta {settings.budget_delta})",
+        err=True,
+    )
     env = {**os.environ, "FLWR_DISABLE_UPDATE_CHECK": "1"}
     os.execve(command[0], command, env)

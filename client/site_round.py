@@ -3,6 +3,7 @@
 What leaves: D's weights after DP-SGD (clipped, noised) and aggregate metrics (losses, epsilon, patient and
 per-class image counts). Never images, file names, per-sample values or un-noised gradients.
 """
+
 from __future__ import annotations
 
 import logging
@@ -13,19 +14,19 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from cxr_fedsynth.common.data.image_cache import SiteImages, load_site_images
+from cxr_fedsynth.common.data.preprocess import to_model_range
+from cxr_fedsynth.common.data.records import ImageRecord
 from cxr_fedsynth.common.devices import pick_device
-from cxr_fedsynth.common.gan.discriminator_training import DPSettings, train_discriminator_round
 from cxr_fedsynth.common.errors import BudgetExceededError, DataError
 from cxr_fedsynth.common.experiment_config import ExperimentConfig
-from cxr_fedsynth.common.data.image_cache import SiteImages, load_site_images
+from cxr_fedsynth.common.gan.discriminator_training import DPSettings, train_discriminator_round
 from cxr_fedsynth.common.gan.models import build_models
-from cxr_fedsynth.common.privacy.patient_sampler import PatientPoissonSampler
-from cxr_fedsynth.common.data.preprocess import to_model_range
 from cxr_fedsynth.common.privacy.accounting import ACCOUNTANT, HistoryEntry, epsilon_of, make_accountant
+from cxr_fedsynth.common.privacy.ledger import Budget, SiteLedger
+from cxr_fedsynth.common.privacy.patient_sampler import PatientPoissonSampler
 from cxr_fedsynth.common.privacy.plan import PrivacyPlan
 from cxr_fedsynth.common.protocol import OK, REFUSED, Metric, SiteReply, class_images_key
-from cxr_fedsynth.common.data.records import ImageRecord
-from cxr_fedsynth.common.privacy.ledger import Budget, SiteLedger
 
 log = logging.getLogger(__name__)
 
@@ -161,5 +162,9 @@ def run_site_round(
     else:
         metrics[Metric.EPSILON] = float("inf")
     weights = {k: v.detach().cpu() for k, v in trained.state_dict().items()}
-    reason = f"trained {result.steps} steps ({ACCOUNTANT} accountant)" if plan is not None else "trained without DP (NOT PRIVATE)"
+    reason = (
+        f"trained {result.steps} steps ({ACCOUNTANT} accountant)"
+        if plan is not None
+        else "trained without DP (NOT PRIVATE)"
+    )
     return SiteReply(site.name, OK, reason, metrics, discriminator=weights), state

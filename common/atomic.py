@@ -1,4 +1,5 @@
 """Write files so that a crash never leaves a half-written one: temp file in the same folder, then rename."""
+
 from __future__ import annotations
 
 import json

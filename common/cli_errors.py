@@ -1,4 +1,5 @@
 """Run a click CLI so user errors print one clear line and exit 2, never a traceback; bugs still raise."""
+
 from __future__ import annotations
 
 import click

@@ -3,6 +3,7 @@
 ``python -m cxr_fedsynth.common.config_docs --write`` regenerates both; ``--check`` (and the test suite) fails
 when either file is out of date, so the keys, defaults and docs are declared once, in ``experiment_config``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -55,7 +56,7 @@ def render_configuration_md() -> str:
     out = [
         "# Run configuration",
         "",
-        "Every key of a run, with its default. Pass keys with `flwr run simulations/nih_split --run-config \"key=value ...\"`",
+        'Every key of a run, with its default. Pass keys with `flwr run simulations/nih_split --run-config "key=value ..."`',
         "or a TOML file (`--run-config my-run.toml`); unknown keys and wrong types are refused with the key and the fix.",
         "This page is generated from `common/experiment_config.py` (`python -m cxr_fedsynth.common.config_docs --write`).",
         "",
@@ -64,7 +65,13 @@ def render_configuration_md() -> str:
     ]
     for name, key in ExperimentConfig.keys().items():
         if name in SECTIONS:
-            out += ["", f"## {SECTIONS[name][0].upper()}{SECTIONS[name][1:]}", "", "| key | default | meaning | flags |", "|---|---|---|---|"]
+            out += [
+                "",
+                f"## {SECTIONS[name][0].upper()}{SECTIONS[name][1:]}",
+                "",
+                "| key | default | meaning | flags |",
+                "|---|---|---|---|",
+            ]
         flags = ", ".join(f for f, on in (("private", key.private), ("pretraining", key.pretraining)) if on)
         doc = key.doc.replace("|", "\\|")
         out.append(f"| `{name}` | `{toml_value(defaults[name])}` | {doc} | {flags} |")
@@ -83,7 +90,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--root", type=Path, default=Path.cwd(), help="repository root (default: the current folder)")
     args = parser.parse_args(argv)
     stale = []
-    for path, render in ((APP_PYPROJECT, render_app_pyproject), (CONFIGURATION_MD, lambda _: render_configuration_md())):
+    for path, render in (
+        (APP_PYPROJECT, render_app_pyproject),
+        (CONFIGURATION_MD, lambda _: render_configuration_md()),
+    ):
         target = args.root / path
         current = target.read_text() if target.exists() else ""
         wanted = render(current)
@@ -92,7 +102,9 @@ def main(argv: list[str] | None = None) -> int:
                 target.write_text(wanted)
             stale.append(str(path))
     if stale and not args.write:
-        print(f"out of date: {', '.join(stale)}; run python -m cxr_fedsynth.common.config_docs --write", file=sys.stderr)
+        print(
+            f"out of date: {', '.join(stale)}; run python -m cxr_fedsynth.common.config_docs --write", file=sys.stderr
+        )
         return 1
     return 0
 

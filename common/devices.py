@@ -1,4 +1,5 @@
 """Pick the compute device: a CUDA GPU when present (or asked for), else the CPU."""
+
 from __future__ import annotations
 
 import torch

@@ -3,6 +3,7 @@
 CLIs catch :class:`CxrError`, print its message and exit non-zero without a traceback; anything else is a bug
 and still raises.
 """
+
 from __future__ import annotations
 
 

@@ -6,6 +6,7 @@ default, its documentation and its flags (``RunConfigKey``). The Flower app's ru
 (``python -m cxr_fedsynth.common.config_docs --write``; a test checks both are current). Unknown keys and
 wrong types are refused with the key and the fix, so a typo never silently falls back to a default.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -14,15 +15,15 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 
 from cxr_fedsynth.common.data.conditions import ConditionSet, load_condition_set
-from cxr_fedsynth.common.gan.discriminator_training import GRAD_SAMPLE_MODES, TRAINED_LAYERS, DiscriminatorSettings
-from cxr_fedsynth.common.errors import ConfigError
-from cxr_fedsynth.common.gan.feature_matching import GAP_CAPS, SHRINKAGE, STATISTICS, EmbeddingSpec
-from cxr_fedsynth.common.gan.losses import check_loss
-from cxr_fedsynth.common.gan.generator_training import MODE_SEEKING_SCOPES, GeneratorSettings
-from cxr_fedsynth.common.gan.models import GanArchitecture
 from cxr_fedsynth.common.data.partition import PartitionSpec
 from cxr_fedsynth.common.data.phantoms import PhantomSpec
 from cxr_fedsynth.common.data.preprocess import check_image_size
+from cxr_fedsynth.common.errors import ConfigError
+from cxr_fedsynth.common.gan.discriminator_training import GRAD_SAMPLE_MODES, TRAINED_LAYERS, DiscriminatorSettings
+from cxr_fedsynth.common.gan.feature_matching import GAP_CAPS, SHRINKAGE, STATISTICS, EmbeddingSpec
+from cxr_fedsynth.common.gan.generator_training import MODE_SEEKING_SCOPES, GeneratorSettings
+from cxr_fedsynth.common.gan.losses import check_loss
+from cxr_fedsynth.common.gan.models import GanArchitecture
 from cxr_fedsynth.common.privacy.plan import PrivacyPlan
 
 
@@ -46,27 +47,43 @@ class ExperimentConfig:
     # run
     num_server_rounds: int = _key(20, "federated rounds (each: every site trains D, then the server trains G)")
     run_name: str = _key("", '"" = run-<flower run id>; reuse a name to resume from its checkpoint')
-    output_dir: str = _key("outputs", "relative to where the SuperLink was started; give an absolute path to be sure", private=True)
-    seed: int = _key(0, "seeds the models, the patient split and the server's sampling (never the sites' DP noise)", pretraining=True)
-    device: str = _key("auto", "auto = CUDA GPU when present, else CPU | cpu | cuda (a site's node config overrides it)")
+    output_dir: str = _key(
+        "outputs", "relative to where the SuperLink was started; give an absolute path to be sure", private=True
+    )
+    seed: int = _key(
+        0, "seeds the models, the patient split and the server's sampling (never the sites' DP noise)", pretraining=True
+    )
+    device: str = _key(
+        "auto", "auto = CUDA GPU when present, else CPU | cpu | cuda (a site's node config overrides it)"
+    )
     min_sites: int = _key(1, "a round needs this many sites that trained; fewer stops the run")
     round_timeout: float = _key(1800.0, "seconds the server waits for the sites' replies in a round")
     # data
     data_dir: str = _key("", 'the dataset simulated sites are drawn from; "" = embedded PHANTOM drawings', private=True)
-    labels: str = _key("", "label table (Data_Entry_2017.csv style); \"\" = found in data-dir", private=True)
-    conditions: str = _key("coarse", 'coarse | nih6 | nih14 | path/to/conditions.yaml, optional ":A,B" subset', pretraining=True)
+    labels: str = _key("", 'label table (Data_Entry_2017.csv style); "" = found in data-dir', private=True)
+    conditions: str = _key(
+        "coarse", 'coarse | nih6 | nih14 | path/to/conditions.yaml, optional ":A,B" subset', pretraining=True
+    )
     image_size: int = _key(64, "32 | 64 | 128 | 256", pretraining=True)
     cache_dir: str = _key("", 'preprocessing cache; "" = $CXR_CACHE_DIR or ~/.cache/cxr-fedsynth', private=True)
-    allow_non_chest: bool = _key(False, "accept DICOMs whose body part or modality is not a chest radiograph", pretraining=True)
+    allow_non_chest: bool = _key(
+        False, "accept DICOMs whose body part or modality is not a chest radiograph", pretraining=True
+    )
     patient_pattern: str = _key("", "regex whose first group is the patient ID in a file name", private=True)
     phantom_patients: int = _key(320, "patients of the embedded phantom set (used when data-dir is empty)")
     # public pretraining
-    public_data: str = _key("", 'a public CXR set of other patients (no privacy cost); "" = none', private=True, pretraining=True)
+    public_data: str = _key(
+        "", 'a public CXR set of other patients (no privacy cost); "" = none', private=True, pretraining=True
+    )
     public_labels: str = _key("", "its label table", private=True, pretraining=True)
-    public_name: str = _key("", 'how the model card names the public set ("" = folder and table names)', pretraining=True)
+    public_name: str = _key(
+        "", 'how the model card names the public set ("" = folder and table names)', pretraining=True
+    )
     public_steps: int = _key(1500, "pretraining steps, used only when public-data is set", pretraining=True)
     public_batch_size: int = _key(32, "D's batch in public pretraining (G keeps g-batch-size)", pretraining=True)
-    public_lr_d: float = _key(2e-4, "D's learning rate in public pretraining (lr-d is the sites' own)", pretraining=True)
+    public_lr_d: float = _key(
+        2e-4, "D's learning rate in public pretraining (lr-d is the sites' own)", pretraining=True
+    )
     # simulated hospitals
     partition: str = _key("iid", "how patients are split across simulated sites: iid | dirichlet | source")
     dirichlet_alpha: float = _key(0.5, "class skew of partition=dirichlet (smaller = more skewed)")
@@ -96,27 +113,51 @@ class ExperimentConfig:
     aux_weight_g: float = _key(0.5, "weight of the auxiliary class loss in G's step", pretraining=True)
     ema_decay: float = _key(0.999, "decay of the published EMA copy of G", pretraining=True)
     mode_seeking_weight: float = _key(1.0, "MSGAN diversity term on G (no privacy cost); 0 = off", pretraining=True)
-    mode_seeking_scope: str = _key("class", "class = its ratio per class, so no class collapses unnoticed | batch = MSGAN", pretraining=True)
+    mode_seeking_scope: str = _key(
+        "class", "class = its ratio per class, so no class collapses unnoticed | batch = MSGAN", pretraining=True
+    )
     # DP feature matching
-    feature_matching_weight: float = _key(100.0, "G's distance to the released class means; needs public-data; 0 = off (no release)")
+    feature_matching_weight: float = _key(
+        100.0, "G's distance to the released class means; needs public-data; 0 = off (no release)"
+    )
     feature_statistics: str = _key("mean-std", "per D block: mean-std (channel means + spatial stds) | mean")
-    feature_pixel_grid: int = _key(8, "the release also holds the images' cell means (and stds) on this raster; 0 = none")
+    feature_pixel_grid: int = _key(
+        8, "the release also holds the images' cell means (and stds) on this raster; 0 = none"
+    )
     feature_pixel_share: float = _key(0.2, "the pixel block's share of the embedding's squared norm")
     feature_count_share: float = _key(0.5, "the patient count's share of a release row; 0 = 1 / (1 + sqrt(dim))")
     feature_shrinkage: str = _key("off", "noise-aware shrinkage of the released means: off | generator | pooled")
-    feature_class_gap_scale: float = _key(2.0, "widen the matched classes' means away from their pooled mean; 1 = as released")
+    feature_class_gap_scale: float = _key(
+        2.0, "widen the matched classes' means away from their pooled mean; 1 = as released"
+    )
     feature_class_gap_block: str = _key("pixels", "where the gaps are widened: pixels (the pixel block) | all")
-    feature_class_gap_cap: str = _key("median", "median = no class moves further than (scale - 1) x the median gap | none")
-    feature_release_share: float = _key(0.5, "the release's share of target-epsilon; DP-SGD noise is planned for the rest")
+    feature_class_gap_cap: str = _key(
+        "median", "median = no class moves further than (scale - 1) x the median gap | none"
+    )
+    feature_release_share: float = _key(
+        0.5, "the release's share of target-epsilon; DP-SGD noise is planned for the rest"
+    )
     # published generator
-    generator_members: int = _key(2, "generators published and sampled equally (members after the first: no privacy cost)")
+    generator_members: int = _key(
+        2, "generators published and sampled equally (members after the first: no privacy cost)"
+    )
     sampling_keep: float = _key(1.0, "1 = plain sampling; < 1 = keep this share of candidates, best-rated by the DP D")
 
     def __post_init__(self) -> None:
         check_image_size(self.image_size)
         check_loss(self.loss)
         PartitionSpec(1, self.partition, self.dirichlet_alpha)
-        positive = ("num_server_rounds", "generator_members", "batch_size", "public_batch_size", "local_steps", "g_steps", "g_batch_size", "min_sites", "phantom_patients")
+        positive = (
+            "num_server_rounds",
+            "generator_members",
+            "batch_size",
+            "public_batch_size",
+            "local_steps",
+            "g_steps",
+            "g_batch_size",
+            "min_sites",
+            "phantom_patients",
+        )
         for name in positive:
             if getattr(self, name) < 1:
                 raise ConfigError(f"run config {name.replace('_', '-')} must be at least 1 (got {getattr(self, name)})")
@@ -125,26 +166,46 @@ class ExperimentConfig:
         if self.dp and (self.target_epsilon <= 0 or not 0 < self.target_delta < 1 or self.max_grad_norm <= 0):
             raise ConfigError("with dp=true, target-epsilon and max-grad-norm must be > 0 and target-delta in (0, 1)")
         if self.public_steps < 0 or (self.public_data and self.public_steps == 0):
-            raise ConfigError("public-data needs public-steps > 0 (the pretraining steps on it); leave public-data empty for none")
+            raise ConfigError(
+                "public-data needs public-steps > 0 (the pretraining steps on it); leave public-data empty for none"
+            )
         if self.feature_matching_weight < 0:
             raise ConfigError("run config feature-matching-weight must be >= 0 (0 turns feature matching off)")
         if self.feature_statistics not in STATISTICS:
-            raise ConfigError(f"run config feature-statistics must be one of {STATISTICS} (got {self.feature_statistics!r})")
+            raise ConfigError(
+                f"run config feature-statistics must be one of {STATISTICS} (got {self.feature_statistics!r})"
+            )
         if self.feature_shrinkage not in SHRINKAGE:
-            raise ConfigError(f"run config feature-shrinkage must be one of {SHRINKAGE} (got {self.feature_shrinkage!r})")
+            raise ConfigError(
+                f"run config feature-shrinkage must be one of {SHRINKAGE} (got {self.feature_shrinkage!r})"
+            )
         if not 0 <= self.feature_pixel_grid <= self.image_size // 4:
-            raise ConfigError(f"run config feature-pixel-grid must be in [0, {self.image_size // 4}] (cells of at least 4 x 4 pixels; got {self.feature_pixel_grid})")
+            raise ConfigError(
+                f"run config feature-pixel-grid must be in [0, {self.image_size // 4}] (cells of at least 4 x 4 pixels; got {self.feature_pixel_grid})"
+            )
         if not 0 < self.feature_pixel_share < 1:
             raise ConfigError(f"run config feature-pixel-share must be in (0, 1) (got {self.feature_pixel_share})")
         if not 0 <= self.feature_count_share < 1:
-            raise ConfigError(f"run config feature-count-share must be in [0, 1) (got {self.feature_count_share}); 0 picks the optimum for the embedding's size")
+            raise ConfigError(
+                f"run config feature-count-share must be in [0, 1) (got {self.feature_count_share}); 0 picks the optimum for the embedding's size"
+            )
         if self.feature_class_gap_scale <= 0:
-            raise ConfigError(f"run config feature-class-gap-scale must be > 0 (got {self.feature_class_gap_scale}); 1 matches the released class means as they are")
+            raise ConfigError(
+                f"run config feature-class-gap-scale must be > 0 (got {self.feature_class_gap_scale}); 1 matches the released class means as they are"
+            )
         if self.feature_class_gap_block not in ("all", "pixels"):
-            raise ConfigError(f"run config feature-class-gap-block must be all or pixels (got {self.feature_class_gap_block!r})")
+            raise ConfigError(
+                f"run config feature-class-gap-block must be all or pixels (got {self.feature_class_gap_block!r})"
+            )
         if self.feature_class_gap_cap not in GAP_CAPS:
-            raise ConfigError(f"run config feature-class-gap-cap must be one of {GAP_CAPS} (got {self.feature_class_gap_cap!r})")
-        if self.feature_class_gap_scale != 1 and self.feature_class_gap_block == "pixels" and not self.feature_pixel_grid:
+            raise ConfigError(
+                f"run config feature-class-gap-cap must be one of {GAP_CAPS} (got {self.feature_class_gap_cap!r})"
+            )
+        if (
+            self.feature_class_gap_scale != 1
+            and self.feature_class_gap_block == "pixels"
+            and not self.feature_pixel_grid
+        ):
             raise ConfigError(
                 "run config feature-class-gap-block='pixels' widens the pixel block's class gaps, but feature-pixel-grid is 0 "
                 "(no pixel block): set feature-pixel-grid > 0, feature-class-gap-block='all', or feature-class-gap-scale=1"
@@ -155,17 +216,29 @@ class ExperimentConfig:
                 "spends that share of target-epsilon and the DP-SGD rounds are planned for the rest"
             )
         if not 0 < self.sampling_keep <= 1:
-            raise ConfigError(f"run config sampling-keep must be in (0, 1] (got {self.sampling_keep}); 1 publishes plain sampling")
+            raise ConfigError(
+                f"run config sampling-keep must be in (0, 1] (got {self.sampling_keep}); 1 publishes plain sampling"
+            )
         if self.mode_seeking_scope not in MODE_SEEKING_SCOPES:
-            raise ConfigError(f"run config mode-seeking-scope must be one of {MODE_SEEKING_SCOPES} (got {self.mode_seeking_scope!r})")
+            raise ConfigError(
+                f"run config mode-seeking-scope must be one of {MODE_SEEKING_SCOPES} (got {self.mode_seeking_scope!r})"
+            )
         if self.g_batch_size < 2 or self.mode_seeking_weight < 0:
-            raise ConfigError("run config g-batch-size must be at least 2 (pairs of latents per label) and mode-seeking-weight >= 0")
+            raise ConfigError(
+                "run config g-batch-size must be at least 2 (pairs of latents per label) and mode-seeking-weight >= 0"
+            )
         if self.d_site_layers not in ("auto", *TRAINED_LAYERS):
-            raise ConfigError(f"run config d-site-layers must be auto or one of {TRAINED_LAYERS} (got {self.d_site_layers!r})")
+            raise ConfigError(
+                f"run config d-site-layers must be auto or one of {TRAINED_LAYERS} (got {self.d_site_layers!r})"
+            )
         if self.site_layers != "all" and not self.pretrains_on_public:
-            raise ConfigError(f"d-site-layers={self.d_site_layers!r} keeps D's features as initialised unless public pretraining trains them: set public-data (and public-labels), or d-site-layers='all'")
+            raise ConfigError(
+                f"d-site-layers={self.d_site_layers!r} keeps D's features as initialised unless public pretraining trains them: set public-data (and public-labels), or d-site-layers='all'"
+            )
         if self.grad_sample_mode not in GRAD_SAMPLE_MODES:
-            raise ConfigError(f"run config grad-sample-mode must be one of {GRAD_SAMPLE_MODES} (got {self.grad_sample_mode!r})")
+            raise ConfigError(
+                f"run config grad-sample-mode must be one of {GRAD_SAMPLE_MODES} (got {self.grad_sample_mode!r})"
+            )
         if self.device not in {"auto", "cpu", "cuda"}:
             raise ConfigError(f"run config device must be auto, cpu or cuda (got {self.device!r})")
 
@@ -197,12 +270,28 @@ class ExperimentConfig:
         return GanArchitecture(self.image_size, num_classes, self.latent_dim, self.g_width, self.d_width)
 
     def discriminator_settings(self) -> DiscriminatorSettings:
-        return DiscriminatorSettings(self.batch_size, self.local_steps, self.lr_d, 0.5, self.loss, self.aux_weight_d, self.grad_sample_mode, self.site_layers)
+        return DiscriminatorSettings(
+            self.batch_size,
+            self.local_steps,
+            self.lr_d,
+            0.5,
+            self.loss,
+            self.aux_weight_d,
+            self.grad_sample_mode,
+            self.site_layers,
+        )
 
     def generator_settings(self) -> GeneratorSettings:
         return GeneratorSettings(
-            batch_size=self.g_batch_size, steps=self.g_steps, lr=self.lr_g, beta1=0.5, loss=self.loss, aux_weight=self.aux_weight_g,
-            ema_decay=self.ema_decay, mode_seeking_weight=self.mode_seeking_weight, mode_seeking_scope=self.mode_seeking_scope,
+            batch_size=self.g_batch_size,
+            steps=self.g_steps,
+            lr=self.lr_g,
+            beta1=0.5,
+            loss=self.loss,
+            aux_weight=self.aux_weight_g,
+            ema_decay=self.ema_decay,
+            mode_seeking_weight=self.mode_seeking_weight,
+            mode_seeking_scope=self.mode_seeking_scope,
             feature_matching_weight=self.feature_matching_weight,
         )
 
@@ -210,7 +299,9 @@ class ExperimentConfig:
         return PartitionSpec(num_sites, self.partition, self.dirichlet_alpha, self.seed)
 
     def phantom_spec(self) -> PhantomSpec:
-        return PhantomSpec(num_patients=self.phantom_patients, images_per_patient=2, image_size=self.image_size, seed=self.seed)
+        return PhantomSpec(
+            num_patients=self.phantom_patients, images_per_patient=2, image_size=self.image_size, seed=self.seed
+        )
 
     @property
     def uses_phantoms(self) -> bool:
@@ -230,7 +321,9 @@ class ExperimentConfig:
     @property
     def embedding_spec(self) -> EmbeddingSpec:
         """What the feature release embeds (``common.gan.feature_matching.embed``)."""
-        return EmbeddingSpec(self.feature_statistics, self.feature_pixel_grid, self.feature_pixel_share, self.feature_count_share)
+        return EmbeddingSpec(
+            self.feature_statistics, self.feature_pixel_grid, self.feature_pixel_share, self.feature_count_share
+        )
 
     @property
     def matches_features(self) -> bool:

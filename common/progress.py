@@ -1,4 +1,5 @@
 """Progress bars for long steps (rich, on stderr), silent when disabled."""
+
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
@@ -23,7 +24,9 @@ def steps(total: int | None, description: str, *, enabled: bool = True) -> Itera
         yield lambda: bar.advance(task)
 
 
-def progress(items: Iterable[T], *, total: int | None = None, description: str = "", enabled: bool = True) -> Iterator[T]:
+def progress(
+    items: Iterable[T], *, total: int | None = None, description: str = "", enabled: bool = True
+) -> Iterator[T]:
     """Iterate ``items`` with a progress bar when ``enabled``."""
     with steps(total, description, enabled=enabled) as advance:
         for item in items:

@@ -5,6 +5,7 @@ release (``ReleaseRequest``: the feature space and the run's ids). Site -> serve
 site's status, its aggregate metrics (only the keys listed in ``Metric``) and, when it trained or released,
 D's weights or the noisy feature table. Both sides build and read messages only through this module.
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping

@@ -7,14 +7,15 @@
   the embedding.
 - LOGAN white-box (Hayes et al. 2019): the discriminator's real/fake score D(x, y).
 """
+
 from __future__ import annotations
 
 import numpy as np
 import torch
 from scipy.stats import gaussian_kde
 
-from cxr_fedsynth.common.gan.models import Discriminator
 from cxr_fedsynth.common.evaluation.neighbours import count_within, nearest_neighbours
+from cxr_fedsynth.common.gan.models import Discriminator
 
 DOMIAS_DIMS = 5
 
@@ -24,7 +25,10 @@ def gan_leaks(candidates: np.ndarray, generated: np.ndarray) -> np.ndarray:
 
 
 def gan_leaks_calibrated(candidates: np.ndarray, generated: np.ndarray, reference: np.ndarray) -> np.ndarray:
-    return nearest_neighbours(candidates, reference, k=1)[0][:, 0] - nearest_neighbours(candidates, generated, k=1)[0][:, 0]
+    return (
+        nearest_neighbours(candidates, reference, k=1)[0][:, 0]
+        - nearest_neighbours(candidates, generated, k=1)[0][:, 0]
+    )
 
 
 def monte_carlo(candidates: np.ndarray, generated: np.ndarray) -> np.ndarray:
@@ -39,7 +43,9 @@ def _pca(fit_on: np.ndarray, dims: int) -> tuple[np.ndarray, np.ndarray]:
     return mean, vt[: min(dims, vt.shape[0])]
 
 
-def domias(candidates: np.ndarray, generated: np.ndarray, reference: np.ndarray, *, dims: int = DOMIAS_DIMS) -> np.ndarray:
+def domias(
+    candidates: np.ndarray, generated: np.ndarray, reference: np.ndarray, *, dims: int = DOMIAS_DIMS
+) -> np.ndarray:
     mean, basis = _pca(np.concatenate([generated, reference]), dims)
     project = lambda x: ((x - mean) @ basis.T).T  # noqa: E731  [dims, n] as scipy wants
     p_gen = gaussian_kde(project(generated)).logpdf(project(candidates))
@@ -47,7 +53,9 @@ def domias(candidates: np.ndarray, generated: np.ndarray, reference: np.ndarray,
     return p_gen - p_ref
 
 
-def logan(candidates: torch.Tensor, labels: torch.Tensor, discriminator: Discriminator, *, batch: int = 256) -> np.ndarray:
+def logan(
+    candidates: torch.Tensor, labels: torch.Tensor, discriminator: Discriminator, *, batch: int = 256
+) -> np.ndarray:
     """White-box LOGAN on images in [-1, 1] [N, 1, S, S] with their class labels."""
     discriminator.eval()
     scores = []

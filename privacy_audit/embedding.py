@@ -4,6 +4,7 @@ Pixel distances miss near-copies that are shifted or re-contrasted; distances be
 not. Training on non-members keeps the encoder itself free of the members it is used to look for. Nothing is
 downloaded; an encoder saved by an earlier audit can be reused (safetensors).
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -27,16 +28,25 @@ class ConvEncoder(nn.Module):
         self.image_size = image_size
         self.body = nn.Sequential(
             nn.AdaptiveAvgPool2d(64),
-            nn.Conv2d(1, 16, 4, 2, 1), nn.LeakyReLU(0.2),
-            nn.Conv2d(16, 32, 4, 2, 1), nn.LeakyReLU(0.2),
-            nn.Conv2d(32, 64, 4, 2, 1), nn.LeakyReLU(0.2),
-            nn.Flatten(), nn.Linear(64 * 8 * 8, EMBED_DIM),
+            nn.Conv2d(1, 16, 4, 2, 1),
+            nn.LeakyReLU(0.2),
+            nn.Conv2d(16, 32, 4, 2, 1),
+            nn.LeakyReLU(0.2),
+            nn.Conv2d(32, 64, 4, 2, 1),
+            nn.LeakyReLU(0.2),
+            nn.Flatten(),
+            nn.Linear(64 * 8 * 8, EMBED_DIM),
         )
         self.decoder = nn.Sequential(
-            nn.Linear(EMBED_DIM, 64 * 8 * 8), nn.Unflatten(1, (64, 8, 8)), nn.ReLU(),
-            nn.ConvTranspose2d(64, 32, 4, 2, 1), nn.ReLU(),
-            nn.ConvTranspose2d(32, 16, 4, 2, 1), nn.ReLU(),
-            nn.ConvTranspose2d(16, 1, 4, 2, 1), nn.Tanh(),
+            nn.Linear(EMBED_DIM, 64 * 8 * 8),
+            nn.Unflatten(1, (64, 8, 8)),
+            nn.ReLU(),
+            nn.ConvTranspose2d(64, 32, 4, 2, 1),
+            nn.ReLU(),
+            nn.ConvTranspose2d(32, 16, 4, 2, 1),
+            nn.ReLU(),
+            nn.ConvTranspose2d(16, 1, 4, 2, 1),
+            nn.Tanh(),
         )
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
@@ -68,7 +78,11 @@ def train_encoder(images: torch.Tensor, *, steps: int = 300, batch: int = 64, se
 
 def save_encoder(encoder: ConvEncoder, path: Path) -> None:
     with atomic_path(Path(path)) as tmp:
-        save_file({k: v.contiguous() for k, v in encoder.state_dict().items()}, str(tmp), metadata={"image_size": str(encoder.image_size)})
+        save_file(
+            {k: v.contiguous() for k, v in encoder.state_dict().items()},
+            str(tmp),
+            metadata={"image_size": str(encoder.image_size)},
+        )
 
 
 def load_encoder(path: Path, image_size: int) -> ConvEncoder:

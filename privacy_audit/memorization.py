@@ -6,6 +6,7 @@ nearest/second-nearest ratio (NNDR) and exact or near-exact matches.
 DCR: distances synthetic->train against holdout->train, and the share of synthetic samples closer to train
 than to an equal-size holdout set (about 0.5 when the generator does not favour its training data).
 """
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
@@ -92,7 +93,9 @@ def find_copies(
     )
 
 
-def distance_to_closest_record(generated: np.ndarray, train: np.ndarray, holdout: np.ndarray, *, seed: int = 0, rounds: int = 50) -> DcrReport:
+def distance_to_closest_record(
+    generated: np.ndarray, train: np.ndarray, holdout: np.ndarray, *, seed: int = 0, rounds: int = 50
+) -> DcrReport:
     """DCR of synthetic and holdout rows to train, and the closer-to-train share with a bootstrap CI.
 
     Each bootstrap round redraws the equal-size train and holdout reference sets as well as the synthetic
@@ -106,7 +109,9 @@ def distance_to_closest_record(generated: np.ndarray, train: np.ndarray, holdout
         to_holdout = nearest_neighbours(syn, holdout[holdout_rows], k=1)[0][:, 0]
         return float((to_train < to_holdout).mean()), to_train
 
-    point, syn_train = share(generated, rng.choice(len(train), size, replace=False), rng.choice(len(holdout), size, replace=False))
+    point, syn_train = share(
+        generated, rng.choice(len(train), size, replace=False), rng.choice(len(holdout), size, replace=False)
+    )
     boot = [
         share(
             generated[rng.integers(0, len(generated), len(generated))],

@@ -5,6 +5,7 @@ The lower bound uses the DP hypothesis-testing inequalities TPR <= e^eps FPR + d
 grid of thresholds, eps >= log((TPR_low - delta) / FPR_high); the confidence level is Bonferroni-corrected over
 the grid, so the reported bound holds with the stated confidence.
 """
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
@@ -53,7 +54,9 @@ def tpr_at_fpr(fpr: np.ndarray, tpr: np.ndarray, target: float) -> float:
     return float(tpr[ok].max()) if ok.any() else 0.0
 
 
-def bootstrap_auc_ci(scores: np.ndarray, labels: np.ndarray, *, rounds: int = 200, seed: int = 0) -> tuple[float, float]:
+def bootstrap_auc_ci(
+    scores: np.ndarray, labels: np.ndarray, *, rounds: int = 200, seed: int = 0
+) -> tuple[float, float]:
     """95% percentile bootstrap interval of the AUC, resampling members and non-members separately."""
     rng = np.random.default_rng(seed)
     pos, neg = scores[labels == 1], scores[labels == 0]

@@ -3,6 +3,7 @@
 A problem the user can fix (``CxrError``: a bad run-config key, a missing folder, too few sites) is logged as
 one line that names it and the fix, and the run ends as failed with that line as its reason (``flwr list``).
 """
+
 from __future__ import annotations
 
 import logging

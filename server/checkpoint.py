@@ -4,6 +4,7 @@ Tensors go to ``checkpoint.safetensors`` (no pickle), progress (round, per-site 
 ``checkpoint.json``; the JSON is written last and names the weights' hash, so a crash between the two writes
 leaves the previous, consistent checkpoint in force.
 """
+
 from __future__ import annotations
 
 import json
@@ -13,9 +14,9 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-from cxr_fedsynth.common.publish.artifacts import clean_state_dict, file_sha256
 from cxr_fedsynth.common.atomic import atomic_path, write_json_atomic
 from cxr_fedsynth.common.errors import ArtifactError
+from cxr_fedsynth.common.publish.artifacts import clean_state_dict, file_sha256
 
 TENSORS = "checkpoint.safetensors"
 PROGRESS = "checkpoint.json"
@@ -49,14 +50,23 @@ def restore_optimizer(optimizer: torch.optim.Optimizer, tensors: dict[str, torch
         optimizer.load_state_dict({"state": state, "param_groups": optimizer.state_dict()["param_groups"]})
 
 
-def save_checkpoint(folder: Path, *, round_number: int, modules: dict[str, torch.nn.Module], optimizer: torch.optim.Optimizer, progress: dict) -> None:
+def save_checkpoint(
+    folder: Path,
+    *,
+    round_number: int,
+    modules: dict[str, torch.nn.Module],
+    optimizer: torch.optim.Optimizer,
+    progress: dict,
+) -> None:
     """Write the round's tensors, then the progress record that makes them current."""
     folder.mkdir(parents=True, exist_ok=True)
     tensors = {f"{prefix}.{k}": v for prefix, module in modules.items() for k, v in clean_state_dict(module).items()}
     tensors.update(_optimizer_tensors(optimizer))
     with atomic_path(folder / TENSORS) as tmp:
         save_file(tensors, str(tmp))
-    write_json_atomic(folder / PROGRESS, {**progress, "round": round_number, "tensors_sha256": file_sha256(folder / TENSORS)})
+    write_json_atomic(
+        folder / PROGRESS, {**progress, "round": round_number, "tensors_sha256": file_sha256(folder / TENSORS)}
+    )
 
 
 def load_checkpoint(folder: Path) -> Checkpoint | None:
@@ -65,7 +75,9 @@ def load_checkpoint(folder: Path) -> Checkpoint | None:
         return None
     progress = json.loads((folder / PROGRESS).read_text())
     if not (folder / TENSORS).is_file() or file_sha256(folder / TENSORS) != progress.get("tensors_sha256"):
-        raise ArtifactError(f"{folder}: checkpoint tensors do not match checkpoint.json; delete the folder to start over")
+        raise ArtifactError(
+            f"{folder}: checkpoint tensors do not match checkpoint.json; delete the folder to start over"
+        )
     return Checkpoint(int(progress["round"]), load_file(str(folder / TENSORS)), progress)
 
 

@@ -1,4 +1,5 @@
 """``cxr-server``: operator helpers (development certificates). The server itself runs as a Flower ServerApp."""
+
 from __future__ import annotations
 
 import sys
@@ -17,11 +18,20 @@ def cli() -> None:
 
 @cli.command("certs")
 @click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path))
-@click.option("--host", "hosts", multiple=True, default=("localhost", "127.0.0.1"), show_default=True, help="Names/IPs the SuperLink is reached at.")
+@click.option(
+    "--host",
+    "hosts",
+    multiple=True,
+    default=("localhost", "127.0.0.1"),
+    show_default=True,
+    help="Names/IPs the SuperLink is reached at.",
+)
 def certs_command(out_dir: Path, hosts: tuple[str, ...]) -> None:
     """Create a development CA and a SuperLink TLS certificate (ca.crt, server.pem, server.key)."""
     paths = create_dev_certificates(out_dir, hosts=list(hosts))
-    click.echo(f"CA {paths['ca']} (give it to every site); SuperLink certificate {paths['cert']} and key {paths['key']}")
+    click.echo(
+        f"CA {paths['ca']} (give it to every site); SuperLink certificate {paths['cert']} and key {paths['key']}"
+    )
 
 
 def main() -> None:

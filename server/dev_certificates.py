@@ -4,6 +4,7 @@
 for the given host names and IPs). For production, use certificates from your organisation's CA; these are for
 trying the product and for tests.
 """
+
 from __future__ import annotations
 
 import datetime
@@ -21,7 +22,12 @@ VALID_DAYS = 365
 
 
 def _name(common_name: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name), x509.NameAttribute(NameOID.ORGANIZATION_NAME, "cxr-fedsynth development")])
+    return x509.Name(
+        [
+            x509.NameAttribute(NameOID.COMMON_NAME, common_name),
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "cxr-fedsynth development"),
+        ]
+    )
 
 
 def create_dev_certificates(out_dir: Path, *, hosts: list[str]) -> dict[str, Path]:
@@ -30,9 +36,13 @@ def create_dev_certificates(out_dir: Path, *, hosts: list[str]) -> dict[str, Pat
     now = datetime.datetime.now(datetime.timezone.utc)
     ca_key = ec.generate_private_key(ec.SECP384R1())
     ca_cert = (
-        x509.CertificateBuilder().subject_name(_name("cxr-fedsynth dev CA")).issuer_name(_name("cxr-fedsynth dev CA"))
-        .public_key(ca_key.public_key()).serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=VALID_DAYS))
+        x509.CertificateBuilder()
+        .subject_name(_name("cxr-fedsynth dev CA"))
+        .issuer_name(_name("cxr-fedsynth dev CA"))
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=VALID_DAYS))
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
         .sign(ca_key, hashes.SHA256())
     )
@@ -44,14 +54,28 @@ def create_dev_certificates(out_dir: Path, *, hosts: list[str]) -> dict[str, Pat
         except ValueError:
             names.append(x509.DNSName(host))
     server_cert = (
-        x509.CertificateBuilder().subject_name(_name(hosts[0])).issuer_name(ca_cert.subject)
-        .public_key(server_key.public_key()).serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=VALID_DAYS))
+        x509.CertificateBuilder()
+        .subject_name(_name(hosts[0]))
+        .issuer_name(ca_cert.subject)
+        .public_key(server_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=VALID_DAYS))
         .add_extension(x509.SubjectAlternativeName(names), critical=False)
         .sign(ca_key, hashes.SHA256())
     )
-    paths = {"ca": out_dir / "ca.crt", "cert": out_dir / "cxr_fedsynth.server.pem", "key": out_dir / "cxr_fedsynth.server.key"}
+    paths = {
+        "ca": out_dir / "ca.crt",
+        "cert": out_dir / "cxr_fedsynth.server.pem",
+        "key": out_dir / "cxr_fedsynth.server.key",
+    }
     write_secret_or_public(paths["ca"], ca_cert.public_bytes(serialization.Encoding.PEM))
     write_secret_or_public(paths["cert"], server_cert.public_bytes(serialization.Encoding.PEM))
-    write_secret_or_public(paths["key"], server_key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()), private=True)
+    write_secret_or_public(
+        paths["key"],
+        server_key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        ),
+        private=True,
+    )
     return paths

@@ -7,6 +7,7 @@ DP-SGD (or refuses, over budget) -> average the returned D weights, weighted by 
 train G against that D -> log one line, append to ``metrics.csv``, checkpoint. After the last round the
 generator (EMA weights) is published with its model card.
 """
+
 from __future__ import annotations
 
 import logging
@@ -20,12 +21,16 @@ import torch
 from flwr.app import Message, MessageType, RecordDict
 from flwr.serverapp import Grid
 
-from cxr_fedsynth.common.publish.artifacts import clean_state_dict, publish_generator
 from cxr_fedsynth.common.atomic import atomic_path
 from cxr_fedsynth.common.devices import pick_device
 from cxr_fedsynth.common.errors import CxrError
 from cxr_fedsynth.common.experiment_config import ExperimentConfig
-from cxr_fedsynth.common.gan.feature_matching import MATCH_CONFIDENCE_Z, MIN_CLASS_PATIENTS, MIN_SIGNAL_SHARE_TO_WIDEN, FeatureMatcher
+from cxr_fedsynth.common.gan.feature_matching import (
+    MATCH_CONFIDENCE_Z,
+    MIN_CLASS_PATIENTS,
+    MIN_SIGNAL_SHARE_TO_WIDEN,
+    FeatureMatcher,
+)
 from cxr_fedsynth.common.gan.generator_training import GeneratorTrainer
 from cxr_fedsynth.common.gan.models import Generator, build_models
 from cxr_fedsynth.common.privacy.accounting import ACCOUNTANT
@@ -38,6 +43,7 @@ from cxr_fedsynth.common.protocol import (
     TrainRequest,
     class_images_key,
 )
+from cxr_fedsynth.common.publish.artifacts import clean_state_dict, publish_generator
 from cxr_fedsynth.server.checkpoint import Checkpoint, load_checkpoint, module_state, restore_optimizer, save_checkpoint
 from cxr_fedsynth.server.generator_members import train_members
 from cxr_fedsynth.server.public_pretraining import pretrain_on_public, pretraining_key
@@ -120,12 +126,18 @@ class FederatedGanServer:
         self.g_trainer.updates = int(checkpoint.progress.get("g_updates", 0))
 
     def _modules(self) -> dict[str, torch.nn.Module]:
-        modules = {"generator": self.g_trainer.generator, "ema": self.g_trainer.ema, "discriminator": self.discriminator}
+        modules = {
+            "generator": self.g_trainer.generator,
+            "ema": self.g_trainer.ema,
+            "discriminator": self.discriminator,
+        }
         return modules | ({"feature_matcher": self.matcher} if self.matcher is not None else {})
 
     def _new_matcher(self) -> FeatureMatcher:
         """The release's feature space: a frozen copy of D's features now."""
-        return FeatureMatcher(self.discriminator.features, len(self.conditions), self.config.embedding_spec).to(self.device)
+        return FeatureMatcher(self.discriminator.features, len(self.conditions), self.config.embedding_spec).to(
+            self.device
+        )
 
     def _pretraining_store(self) -> Path:
         return self.run_dir.parent / "public-pretraining" / pretraining_key(self.config)
@@ -135,9 +147,13 @@ class FederatedGanServer:
         store = self._pretraining_store()
         stored = load_checkpoint(store)
         if stored is None:
-            self.public = pretrain_on_public(self.config, self.g_trainer, self.discriminator, device=self.device).to_dict()
+            self.public = pretrain_on_public(
+                self.config, self.g_trainer, self.discriminator, device=self.device
+            ).to_dict()
             progress = {"g_updates": self.g_trainer.updates, "public_pretraining": self.public}
-            save_checkpoint(store, round_number=0, modules=self._modules(), optimizer=self.g_trainer.optimizer, progress=progress)
+            save_checkpoint(
+                store, round_number=0, modules=self._modules(), optimizer=self.g_trainer.optimizer, progress=progress
+            )
         else:
             self._load_weights(stored)
             self.public = stored.progress["public_pretraining"]
@@ -164,7 +180,9 @@ class FederatedGanServer:
     def round_content(self, round_number: int) -> RecordDict:
         """What every site receives: G and D weights and the round's identifiers."""
         info = RoundInfo(self.run_name, round_number, str(self.run_dir))
-        return TrainRequest(clean_state_dict(self.g_trainer.generator), clean_state_dict(self.discriminator), info).to_content()
+        return TrainRequest(
+            clean_state_dict(self.g_trainer.generator), clean_state_dict(self.discriminator), info
+        ).to_content()
 
     def release_content(self, space: FeatureMatcher) -> RecordDict:
         """What every site receives for the feature release: the feature space (so sites embed as G will be
@@ -186,7 +204,9 @@ class FederatedGanServer:
             tables.append(answer.feature_sums.to(self.device))
             stats.epsilon = answer.metrics[Metric.EPSILON]
         if len(tables) < self.config.min_sites:
-            raise CxrError(f"feature release: {len(tables)} site(s) released, min-sites is {self.config.min_sites}; see the sites' logs")
+            raise CxrError(
+                f"feature release: {len(tables)} site(s) released, min-sites is {self.config.min_sites}; see the sites' logs"
+            )
         release_noise = self.plan.release_noise_multiplier if self.plan is not None else 0.0
         table_noise_std = release_noise * len(tables) ** 0.5  # 0 without DP
         space.set_targets(torch.stack(tables).sum(dim=0), table_noise_std)
@@ -201,7 +221,9 @@ class FederatedGanServer:
         widened = self.config.feature_class_gap_scale != 1.0 and signal_share >= MIN_SIGNAL_SHARE_TO_WIDEN
         factors = torch.ones(len(self.conditions.names))
         if widened:
-            factors = space.scale_class_gaps(self.config.feature_class_gap_scale, pixels_only=pixels_only, cap=self.config.feature_class_gap_cap)
+            factors = space.scale_class_gaps(
+                self.config.feature_class_gap_scale, pixels_only=pixels_only, cap=self.config.feature_class_gap_cap
+            )
         self.matcher = space
         patients = dict(zip(self.conditions.names, (round(float(n), 1) for n in self.matcher.patients)))
         matched = [name for name, ok in zip(self.conditions.names, self.matcher.matched_classes.tolist()) if ok]
@@ -224,14 +246,27 @@ class FederatedGanServer:
             "class_gap_signal_share": round(signal_share, 3),
             "class_gap_widened": widened,
             "class_gap_min_signal_share": MIN_SIGNAL_SHARE_TO_WIDEN,
-            "shrinkage_kept": None if kept is None else {name: [round(float(k), 3) for k in row] for name, row in zip(self.conditions.names, kept)},
+            "shrinkage_kept": None
+            if kept is None
+            else {name: [round(float(k), 3) for k in row] for name, row in zip(self.conditions.names, kept)},
         }
-        log.info("feature release: %d site(s); noisy patients per class %s; matching %s (classes under %.0f patients plus %.0f "
-                 "standard deviations of the count's noise are not matched); shrinkage %s, share of each target's deviation kept "
-                 "(per block) %s; class gaps (%s): %.0f%% signal, %s", len(tables), patients, matched, MIN_CLASS_PATIENTS, MATCH_CONFIDENCE_Z,
-                 self.config.feature_shrinkage, self.feature_release["shrinkage_kept"], self.config.feature_class_gap_block,
-                 100 * signal_share, f"widened (cap {self.config.feature_class_gap_cap}): {self.feature_release['class_gap_factors']}" if widened else
-                 f"matched as released (widened only at {MIN_SIGNAL_SHARE_TO_WIDEN:.0%} signal or more)")
+        log.info(
+            "feature release: %d site(s); noisy patients per class %s; matching %s (classes under %.0f patients plus %.0f "
+            "standard deviations of the count's noise are not matched); shrinkage %s, share of each target's deviation kept "
+            "(per block) %s; class gaps (%s): %.0f%% signal, %s",
+            len(tables),
+            patients,
+            matched,
+            MIN_CLASS_PATIENTS,
+            MATCH_CONFIDENCE_Z,
+            self.config.feature_shrinkage,
+            self.feature_release["shrinkage_kept"],
+            self.config.feature_class_gap_block,
+            100 * signal_share,
+            f"widened (cap {self.config.feature_class_gap_cap}): {self.feature_release['class_gap_factors']}"
+            if widened
+            else f"matched as released (widened only at {MIN_SIGNAL_SHARE_TO_WIDEN:.0%} signal or more)",
+        )
 
     def _generator_class_means(self, space: FeatureMatcher, per_class: int = 256) -> torch.Tensor:
         """G's current mean embedding per class (no real data: a public prior for the shrinkage)."""
@@ -272,10 +307,12 @@ class FederatedGanServer:
             if self.plan is not None:
                 stats.delta, stats.noise_multiplier = metrics[Metric.DELTA], round(metrics[Metric.NOISE_MULTIPLIER], 4)
                 stats.sample_rate = round(metrics[Metric.SAMPLE_RATE], 5)
-            stats.class_images = {name: int(metrics[class_images_key(i)]) for i, name in enumerate(self.conditions.names)}
+            stats.class_images = {
+                name: int(metrics[class_images_key(i)]) for i, name in enumerate(self.conditions.names)
+            }
         if states:
             self.discriminator.load_state_dict(weighted_average(states, weights))
-        mean = {k: sum(l[k] for l in losses) / len(losses) for k in losses[0]} if losses else {}
+        mean = {k: sum(row[k] for row in losses) / len(losses) for k in losses[0]} if losses else {}
         return {"sites_ok": len(states), "sites_refused": refused, "sites_failed": failed, **mean}
 
     # ------------------------------------------------------------------ loop
@@ -290,13 +327,17 @@ class FederatedGanServer:
     def _nodes(self, grid: Grid) -> list[int]:
         nodes = self._wait_for_sites(grid)
         if len(nodes) < self.config.min_sites:
-            raise CxrError(f"only {len(nodes)} site(s) connected, min-sites is {self.config.min_sites}; start more SuperNodes")
+            raise CxrError(
+                f"only {len(nodes)} site(s) connected, min-sites is {self.config.min_sites}; start more SuperNodes"
+            )
         return nodes
 
     def _release_features(self, grid: Grid) -> None:
         space = self._new_matcher()
         content = self.release_content(space)
-        messages = [Message(content=content, message_type=MessageType.QUERY, dst_node_id=node) for node in self._nodes(grid)]
+        messages = [
+            Message(content=content, message_type=MessageType.QUERY, dst_node_id=node) for node in self._nodes(grid)
+        ]
         self.absorb_release(space, list(grid.send_and_receive(messages, timeout=self.config.round_timeout)))
         self._checkpoint(self.start_round - 1)
 
@@ -305,7 +346,9 @@ class FederatedGanServer:
         c = self.config
         log.info("run %s: %d rounds, dp=%s, output %s", self.run_name, c.num_server_rounds, c.dp, self.run_dir)
         if c.feature_matching_weight > 0 and not c.matches_features:
-            log.info("feature matching: off (it embeds with the public-pretrained D's features; set public-data to use it)")
+            log.info(
+                "feature matching: off (it embeds with the public-pretrained D's features; set public-data to use it)"
+            )
         if c.pretrains_on_public and self.public is None:
             self._pretrain_on_public()
         if c.matches_features and self.matcher is None:
@@ -318,10 +361,19 @@ class FederatedGanServer:
             replies = list(grid.send_and_receive(messages, timeout=c.round_timeout))
             row = {"round": round_number, **self.absorb_replies(round_number, replies, len(messages))}
             if row["sites_ok"] < c.min_sites:
-                log.warning("round %d: %d site(s) trained, fewer than min-sites=%d; stopping", round_number, row["sites_ok"], c.min_sites)
+                log.warning(
+                    "round %d: %d site(s) trained, fewer than min-sites=%d; stopping",
+                    round_number,
+                    row["sites_ok"],
+                    c.min_sites,
+                )
                 self.metric_rows.append({**row, "time_s": time.perf_counter() - started})
                 break
-            row.update(self.g_trainer.train_against(self.discriminator, seed=c.seed * 100_003 + round_number, matcher=self.matcher))
+            row.update(
+                self.g_trainer.train_against(
+                    self.discriminator, seed=c.seed * 100_003 + round_number, matcher=self.matcher
+                )
+            )
             row["time_s"] = round(time.perf_counter() - started, 3)
             row.update({f"epsilon_{name}": stats.epsilon for name, stats in sorted(self.sites.items())})
             self.metric_rows.append(row)
@@ -330,8 +382,15 @@ class FederatedGanServer:
             eps = ", ".join(f"{n} {s.epsilon:.2f}" for n, s in sorted(self.sites.items()))
             log.info(
                 "round %d/%d: sites %d ok %d refused %d failed | D loss %.3f | G loss %.3f | epsilon %s | %.1fs",
-                round_number, c.num_server_rounds, row["sites_ok"], row["sites_refused"], row["sites_failed"],
-                row.get("d-loss", float("nan")), row["g_loss"], eps or "-", row["time_s"],
+                round_number,
+                c.num_server_rounds,
+                row["sites_ok"],
+                row["sites_refused"],
+                row["sites_failed"],
+                row.get("d-loss", float("nan")),
+                row["g_loss"],
+                eps or "-",
+                row["time_s"],
             )
         self._write_metrics()
         if not any(r.get("sites_ok", 0) >= c.min_sites for r in self.metric_rows):
@@ -340,7 +399,11 @@ class FederatedGanServer:
                 "nothing was published"
             )
         published = publish_generator(
-            self.run_dir, self.g_trainer.published(), self.model_card(), discriminator=self.discriminator, sampling_keep=c.sampling_keep,
+            self.run_dir,
+            self.g_trainer.published(),
+            self.model_card(),
+            discriminator=self.discriminator,
+            sampling_keep=c.sampling_keep,
             members=self._train_members(),
         )
         log.info("published generator: %s", published)
@@ -351,7 +414,9 @@ class FederatedGanServer:
         if self.config.generator_members == 1:
             return ()
         start = load_checkpoint(self._pretraining_store()) if self.config.pretrains_on_public else None
-        return train_members(self.config, start, self.discriminator, self.matcher, rounds=self._rounds_completed(), device=self.device)
+        return train_members(
+            self.config, start, self.discriminator, self.matcher, rounds=self._rounds_completed(), device=self.device
+        )
 
     def _rounds_completed(self) -> int:
         return sum(1 for r in self.metric_rows if r.get("sites_ok", 0) >= self.config.min_sites)
@@ -388,7 +453,9 @@ class FederatedGanServer:
             ],
             "public_pretraining": self.public,
             "data": {
-                "description": "embedded PHANTOM chest drawings (not real radiographs)" if c.uses_phantoms else "site data (paths not recorded)",
+                "description": "embedded PHANTOM chest drawings (not real radiographs)"
+                if c.uses_phantoms
+                else "site data (paths not recorded)",
                 "patients": sum(s.patients for s in trained),
                 "images": sum(s.images for s in trained),
                 "class_images": class_images,

@@ -7,6 +7,7 @@ public pretraining, or the seeded initialisation without one) and takes as many 
 with its own seed, against the final aggregated discriminator and the release's class targets. Only DP outputs are
 read, so the members are post-processing and the run's epsilon holds for all of them.
 """
+
 from __future__ import annotations
 
 import logging
@@ -36,8 +37,13 @@ def member_trainer(config: ExperimentConfig, start: Checkpoint | None, *, device
 
 
 def train_members(
-    config: ExperimentConfig, start: Checkpoint | None, discriminator: Discriminator, matcher: FeatureMatcher | None,
-    *, rounds: int, device: torch.device,
+    config: ExperimentConfig,
+    start: Checkpoint | None,
+    discriminator: Discriminator,
+    matcher: FeatureMatcher | None,
+    *,
+    rounds: int,
+    device: torch.device,
 ) -> tuple[Generator, ...]:
     """``generator-members - 1`` generators, each trained ``rounds`` x ``g-steps`` steps against the final D."""
     members = []
@@ -47,5 +53,10 @@ def train_members(
         for round_number in range(1, rounds + 1):
             trainer.train_against(discriminator, seed=base * 100_003 + round_number, matcher=matcher)
         members.append(trainer.published().eval())
-        log.info("generator member %d of %d: %d G steps against the final discriminator", k + 1, config.generator_members, rounds * config.g_steps)
+        log.info(
+            "generator member %d of %d: %d G steps against the final discriminator",
+            k + 1,
+            config.generator_members,
+            rounds * config.g_steps,
+        )
     return tuple(members)

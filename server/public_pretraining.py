@@ -7,6 +7,7 @@ tables for the simulation); the model card names the public set. The pretrained 
 ``<output-dir>/public-pretraining/<key>/``, keyed by everything that determines them, and later runs with the
 same key reuse them instead of training again.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -19,15 +20,15 @@ from pathlib import Path
 
 import torch
 
-from cxr_fedsynth.common.publish.artifacts import file_sha256
-from cxr_fedsynth.common.gan.discriminator_training import DiscriminatorTrainer, generate_fakes
+from cxr_fedsynth.common.data.preprocess import to_model_range
+from cxr_fedsynth.common.data.site_data import load_labelled_images
 from cxr_fedsynth.common.errors import DataError
 from cxr_fedsynth.common.experiment_config import ExperimentConfig
+from cxr_fedsynth.common.gan.discriminator_training import DiscriminatorTrainer, generate_fakes
 from cxr_fedsynth.common.gan.generator_training import GeneratorTrainer
 from cxr_fedsynth.common.gan.models import Discriminator
-from cxr_fedsynth.common.data.preprocess import to_model_range
 from cxr_fedsynth.common.progress import steps
-from cxr_fedsynth.common.data.site_data import load_labelled_images
+from cxr_fedsynth.common.publish.artifacts import file_sha256
 
 log = logging.getLogger("cxr_fedsynth.server")
 #: Run-config keys that cannot change the public pretraining (run, site and privacy settings).
@@ -71,14 +72,22 @@ def pretrain_on_public(
     """Alternate ``public-steps`` plain D steps and G steps on the public set; D and G are updated in place."""
     conditions = config.condition_set()
     data = load_labelled_images(
-        Path(config.public_data).expanduser(), conditions, labels=config.path_or_none(config.public_labels),
-        image_size=config.image_size, cache_dir=config.path_or_none(config.cache_dir),
+        Path(config.public_data).expanduser(),
+        conditions,
+        labels=config.path_or_none(config.public_labels),
+        image_size=config.image_size,
+        cache_dir=config.path_or_none(config.cache_dir),
     )
     if len(data.records) < config.public_batch_size:
-        raise DataError(f"public-data {config.public_data}: {len(data.records)} images, fewer than public-batch-size {config.public_batch_size}")
+        raise DataError(
+            f"public-data {config.public_data}: {len(data.records)} images, fewer than public-batch-size {config.public_batch_size}"
+        )
     images, labels = to_model_range(data.images).to(device), torch.from_numpy(data.conditions).to(device)
     d_settings = dataclasses.replace(  # public: all of D, at the pretraining's own batch and learning rate
-        config.discriminator_settings(), trained_layers="all", batch_size=config.public_batch_size, lr=config.public_lr_d
+        config.discriminator_settings(),
+        trained_layers="all",
+        batch_size=config.public_batch_size,
+        lr=config.public_lr_d,
     )
     trainer = DiscriminatorTrainer(discriminator, d_settings, dp=None)
     discriminator.train()
@@ -86,15 +95,26 @@ def pretrain_on_public(
     with steps(config.public_steps, "public pretraining") as advance:
         for step in range(config.public_steps):
             index = torch.randint(0, len(images), (d_settings.batch_size,), device=device, generator=gen)
-            fake, fake_labels = generate_fakes(g_trainer.generator, d_settings.batch_size, num_classes=len(conditions), device=device, gen=gen)
+            fake, fake_labels = generate_fakes(
+                g_trainer.generator, d_settings.batch_size, num_classes=len(conditions), device=device, gen=gen
+            )
             trainer.step(images[index], labels[index], fake, fake_labels)
             g_trainer.train_against(discriminator, seed=config.seed * 7919 + 2 + step, steps=1)
             advance()
     trainer.finish()
     counts = torch.bincount(labels.cpu(), minlength=len(conditions)).tolist()
     summary = PublicPretraining(
-        name=public_set_name(config), images=len(data.records), patients=len({r.patient_id for r in data.records}),
-        steps=config.public_steps, class_images=dict(zip(conditions.names, counts)),
+        name=public_set_name(config),
+        images=len(data.records),
+        patients=len({r.patient_id for r in data.records}),
+        steps=config.public_steps,
+        class_images=dict(zip(conditions.names, counts)),
     )
-    log.info("public pretraining: %d steps on %s (%d images, %d patients)", summary.steps, summary.name, summary.images, summary.patients)
+    log.info(
+        "public pretraining: %d steps on %s (%d images, %d patients)",
+        summary.steps,
+        summary.name,
+        summary.images,
+        summary.patients,
+    )
     return summary

@@ -1,5 +1,6 @@
 """Shared fixtures: the real data in ../shared/data (skip, or fail under CXR_REQUIRE_SHARED_DATA=1) and a
 private cache directory per test session."""
+
 from __future__ import annotations
 
 import os

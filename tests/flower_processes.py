@@ -1,4 +1,5 @@
 """Start and stop the test's own Flower processes (by PID, in their own process group), never anyone else's."""
+
 from __future__ import annotations
 
 import json
@@ -81,7 +82,9 @@ class LocalSuperLink:
     process: subprocess.Popen
 
     def flwr(self, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(["flwr", *args], cwd=REPO_ROOT, env=self.env, capture_output=True, text=True, timeout=timeout)
+        return subprocess.run(
+            ["flwr", *args], cwd=REPO_ROOT, env=self.env, capture_output=True, text=True, timeout=timeout
+        )
 
     def run_status(self, run_id: str) -> str:
         """The run's final status as the SuperLink records it (flwr run --stream exits 0 even on failure)."""
@@ -97,9 +100,19 @@ def simulation_superlink(home: Path) -> Iterator[LocalSuperLink]:
     env = flower_env(home, http_port, control_port)
     home.mkdir(parents=True, exist_ok=True)
     command = [
-        "flower-superlink", "--insecure", "--simulation", "--isolation", "subprocess",
-        "--control-api-address", f"127.0.0.1:{control_port}", "--host", "127.0.0.1", "--port", str(http_port),
-        "--database", str(home / "state.db"),
+        "flower-superlink",
+        "--insecure",
+        "--simulation",
+        "--isolation",
+        "subprocess",
+        "--control-api-address",
+        f"127.0.0.1:{control_port}",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(http_port),
+        "--database",
+        str(home / "state.db"),
     ]
     log = (home / "superlink.log").open("w")
     process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
@@ -121,7 +134,9 @@ class SecureSuperLink:
     process: subprocess.Popen
 
     def flwr(self, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(["flwr", *args], cwd=REPO_ROOT, env=self.env, capture_output=True, text=True, timeout=timeout)
+        return subprocess.run(
+            ["flwr", *args], cwd=REPO_ROOT, env=self.env, capture_output=True, text=True, timeout=timeout
+        )
 
     def register(self, public_key: Path) -> None:
         result = self.flwr("supernode", "register", str(public_key), "hospitalnet", timeout=60)
@@ -140,9 +155,21 @@ def secure_superlink(home: Path, certs: dict[str, Path]) -> Iterator[SecureSuper
         f'address = "127.0.0.1:{port}"\nroot-certificates = "{certs["ca"]}"\n'
     )
     command = [
-        "flower-superlink", "--ssl-ca-certfile", str(certs["ca"]), "--ssl-certfile", str(certs["cert"]),
-        "--ssl-keyfile", str(certs["key"]), "--enable-supernode-auth", "--disable-runtime-dependency-installation",
-        "--host", "127.0.0.1", "--port", str(port), "--database", str(home / "state.db"),
+        "flower-superlink",
+        "--ssl-ca-certfile",
+        str(certs["ca"]),
+        "--ssl-certfile",
+        str(certs["cert"]),
+        "--ssl-keyfile",
+        str(certs["key"]),
+        "--enable-supernode-auth",
+        "--disable-runtime-dependency-installation",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--database",
+        str(home / "state.db"),
     ]
     log = (home / "superlink.log").open("w")
     process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)

@@ -1,4 +1,5 @@
 """The house rules, checked on the source: layered imports, small modules, every package installed."""
+
 from __future__ import annotations
 
 import ast
@@ -24,7 +25,9 @@ def _project_imports(path: Path) -> set[str]:
     """Dotted names of the project modules a file imports (the part after ``cxr_fedsynth.``)."""
     found = set()
     for node in ast.walk(ast.parse(path.read_text())):
-        names = [node.module or ""] if isinstance(node, ast.ImportFrom) else [a.name for a in getattr(node, "names", [])]
+        names = (
+            [node.module or ""] if isinstance(node, ast.ImportFrom) else [a.name for a in getattr(node, "names", [])]
+        )
         if isinstance(node, ast.Import | ast.ImportFrom):
             found.update(n.removeprefix("cxr_fedsynth.") for n in names if n.startswith("cxr_fedsynth."))
     return found
@@ -47,18 +50,26 @@ def test_common_concept_folders_are_layered() -> None:
         for name in _project_imports(path):
             sub = name.split(".")[1] if name.count(".") else ""
             if sub in COMMON_LAYERS:
-                assert COMMON_LAYERS.index(sub) <= level, f"{path.relative_to(REPO_ROOT)} imports {name} (a layer above)"
+                assert COMMON_LAYERS.index(sub) <= level, (
+                    f"{path.relative_to(REPO_ROOT)} imports {name} (a layer above)"
+                )
 
 
 def test_no_module_is_longer_than_the_house_limit() -> None:
     for root in (*ROOTS, "tests"):
         for path in _modules(root):
             lines = len(path.read_text().splitlines())
-            assert lines <= MAX_LINES, f"{path.relative_to(REPO_ROOT)} has {lines} lines (limit {MAX_LINES}): split it by concept"
+            assert lines <= MAX_LINES, (
+                f"{path.relative_to(REPO_ROOT)} has {lines} lines (limit {MAX_LINES}): split it by concept"
+            )
 
 
 def test_every_package_folder_is_installed_under_the_namespace() -> None:
     setuptools = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
-    folders = {"cxr_fedsynth." + ".".join(p.parent.relative_to(REPO_ROOT).parts) for r in ROOTS for p in (REPO_ROOT / r).rglob("__init__.py")}
+    folders = {
+        "cxr_fedsynth." + ".".join(p.parent.relative_to(REPO_ROOT).parts)
+        for r in ROOTS
+        for p in (REPO_ROOT / r).rglob("__init__.py")
+    }
     assert set(setuptools["packages"]) == folders
     assert setuptools["package-dir"] == {f"cxr_fedsynth.{r}": r for r in ROOTS}

@@ -1,4 +1,5 @@
 """Labels from the folder layout: one folder per class, optionally under train/ test/ val/ (Kaggle style)."""
+
 from __future__ import annotations
 
 import re

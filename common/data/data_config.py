@@ -1,4 +1,5 @@
 """Typed settings for reading a site's data (from CLI options or the Flower run config)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -1,4 +1,5 @@
 """Read chest radiographs from DICOM files into 8-bit grayscale, refusing what is not a chest X-ray."""
+
 from __future__ import annotations
 
 from pathlib import Path

@@ -4,6 +4,7 @@ The cache key hashes every file's bytes together with the preprocessing paramete
 removed image, or a new resolution, builds a new entry. Entries are written atomically and loaded without
 pickle.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -16,11 +17,11 @@ from pathlib import Path
 import numpy as np
 
 from cxr_fedsynth.common.atomic import atomic_path
-from cxr_fedsynth.common.errors import DataError
 from cxr_fedsynth.common.data.image_io import read_grayscale
 from cxr_fedsynth.common.data.preprocess import check_image_size, resize_square
-from cxr_fedsynth.common.progress import progress
 from cxr_fedsynth.common.data.records import ImageRecord, SkippedFile
+from cxr_fedsynth.common.errors import DataError
+from cxr_fedsynth.common.progress import progress
 
 CACHE_FORMAT = 1
 
@@ -90,7 +91,9 @@ def load_site_images(
         try:
             with np.load(entry, allow_pickle=False) as data:
                 kept, images, sizes = data["kept"], data["images"], data["original_sizes"]
-                skipped = [SkippedFile(p, r) for p, r in zip(data["skip_paths"].tolist(), data["skip_reasons"].tolist())]
+                skipped = [
+                    SkippedFile(p, r) for p, r in zip(data["skip_paths"].tolist(), data["skip_reasons"].tolist())
+                ]
             return SiteImages(images, sizes, [records[i] for i in kept.tolist()], skipped, from_cache=True)
         except (OSError, KeyError, ValueError):
             entry.unlink(missing_ok=True)  # a damaged entry is rebuilt below

@@ -1,4 +1,5 @@
 """Read any supported image file (DICOM, PNG, JPEG) into a 2-D uint8 grayscale array."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -36,7 +37,9 @@ def read_raster(path: Path) -> np.ndarray:
                 img = Image.alpha_composite(background, img)
             return np.asarray(img.convert("L"), dtype=np.uint8)
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        raise DataError(f"{path}: not a readable PNG/JPEG ({exc}); the file is corrupt or truncated: replace or remove it") from None
+        raise DataError(
+            f"{path}: not a readable PNG/JPEG ({exc}); the file is corrupt or truncated: replace or remove it"
+        ) from None
 
 
 def read_grayscale(path: Path, *, allow_non_chest: bool = False) -> np.ndarray:

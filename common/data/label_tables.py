@@ -1,4 +1,5 @@
 """Labels from a table: NIH ``Data_Entry_2017.csv`` style, keyed by file name or by DICOM SOPInstanceUID."""
+
 from __future__ import annotations
 
 import re
@@ -8,10 +9,10 @@ import pandas as pd
 
 from cxr_fedsynth.common.data.conditions import ConditionSet
 from cxr_fedsynth.common.data.dicom_io import is_dicom_file, read_dicom_header
-from cxr_fedsynth.common.errors import DataError
 from cxr_fedsynth.common.data.image_io import is_supported_image
 from cxr_fedsynth.common.data.patients import patient_id_for
 from cxr_fedsynth.common.data.records import ImageRecord, SkippedFile
+from cxr_fedsynth.common.errors import DataError
 
 IMAGE_KEY = "Image Index"
 UID_KEY = "SOPInstanceUID"
@@ -19,7 +20,13 @@ FINDINGS = "Finding Labels"
 PATIENT = "Patient ID"
 SOURCE = "Source"
 #: Names a site may give its table; the first one found in the data folder is used when --labels is absent.
-TABLE_NAMES = ("Data_Entry_2017.csv", "Data_Entry_2017_v2020.csv", "Data_Entry_2017_v2020.csv.gz", "metadata.csv", "labels.csv")
+TABLE_NAMES = (
+    "Data_Entry_2017.csv",
+    "Data_Entry_2017_v2020.csv",
+    "Data_Entry_2017_v2020.csv.gz",
+    "metadata.csv",
+    "labels.csv",
+)
 
 
 def find_label_table(data_dir: Path) -> Path | None:
@@ -107,7 +114,9 @@ def records_from_table(
         else:
             path = _resolve_inside(data_dir, name, table_path, line)
             if not path.is_file():
-                skipped.append(SkippedFile(str(path), f"listed on line {line} of {table_path.name} but the file is missing"))
+                skipped.append(
+                    SkippedFile(str(path), f"listed on line {line} of {table_path.name} but the file is missing")
+                )
                 continue
             if not is_supported_image(path):
                 skipped.append(SkippedFile(str(path), "unsupported file type; use DICOM, PNG or JPEG"))
@@ -115,7 +124,11 @@ def records_from_table(
         findings = tuple(f.strip() for f in values[FINDINGS].split("|") if f.strip())
         condition = conditions.classify(findings)
         if condition is None:
-            reason = "empty Finding Labels" if not findings else f"findings {'|'.join(findings)} match no class of {conditions.name}"
+            reason = (
+                "empty Finding Labels"
+                if not findings
+                else f"findings {'|'.join(findings)} match no class of {conditions.name}"
+            )
             skipped.append(SkippedFile(str(path), reason))
             continue
         patient, how = _patient_id(values.get(PATIENT, "") if has_patient else "", path, patient_pattern)

@@ -3,6 +3,7 @@
 Every scheme assigns whole patients, so no patient is ever at two sites, and is deterministic given the seed.
 A patient's label for skewing is the condition of the majority of their images (ties: lowest index).
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence

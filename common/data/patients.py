@@ -6,6 +6,7 @@
 3. Otherwise each image is its own patient. DP then protects images, not patients, if one patient has several
    images: ``cxr-client check`` warns and the model card states the unit.
 """
+
 from __future__ import annotations
 
 import re

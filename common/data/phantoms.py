@@ -9,6 +9,7 @@ with one class-specific finding per condition of the coarse set:
 Each patient has fixed anatomy; their follow-up images differ by position, exposure and noise. Every file
 name, table row ("Source" = PHANTOM) and log line says phantom.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -63,7 +64,9 @@ def render_phantom(finding: str, anatomy: dict[str, float], rng: np.random.Gener
         heart *= 1.55
     img = 0.06 + 0.40 * _soft(_ellipse(x, y, 0, 0.15, anatomy["body"], 1.05), 2 * s)
     diaphragm = y > 0.42 + 0.12 * np.cos(2.2 * x) - 0.05 * (x > 0)
-    lungs = (_ellipse(x, y, -0.38, -0.05, lung_rx, lung_ry) | _ellipse(x, y, 0.38, -0.05, lung_rx, lung_ry)) & ~diaphragm
+    lungs = (
+        _ellipse(x, y, -0.38, -0.05, lung_rx, lung_ry) | _ellipse(x, y, 0.38, -0.05, lung_rx, lung_ry)
+    ) & ~diaphragm
     img -= 0.28 * _soft(lungs, 1.2 * s)
     rib_phase = anatomy["rib_phase"]
     ribs = np.zeros_like(img)
@@ -128,8 +131,13 @@ def generate_phantom_dataset(out_dir: Path, spec: PhantomSpec) -> Path:
                 name = f"phantom_{p:05d}_{k:03d}.png"
                 Image.fromarray(render_phantom(findings, anatomy, rng, spec.image_size)).save(tmp / name)
                 rows.append(
-                    {"Image Index": name, "Finding Labels": findings, "Follow-up #": k,
-                     "Patient ID": f"PHANTOM-{p:05d}", "Source": PHANTOM_SOURCE}
+                    {
+                        "Image Index": name,
+                        "Finding Labels": findings,
+                        "Follow-up #": k,
+                        "Patient ID": f"PHANTOM-{p:05d}",
+                        "Source": PHANTOM_SOURCE,
+                    }
                 )
         pd.DataFrame(rows).to_csv(tmp / "metadata.csv", index=False)
         (tmp / "PHANTOMS.json").write_text(json.dumps({"phantom": True, **asdict(spec)}, indent=2))

@@ -1,4 +1,5 @@
 """Square crop, resize and scaling of decoded radiographs (the one place image geometry is decided)."""
+
 from __future__ import annotations
 
 import numpy as np

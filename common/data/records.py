@@ -1,4 +1,5 @@
 """The unit the data layer hands on: one image of one patient with its condition, plus counted skips."""
+
 from __future__ import annotations
 
 from collections import Counter

@@ -1,16 +1,17 @@
 """Which records a simulated hospital holds: the run's dataset minus the holdout patients, split by patient."""
+
 from __future__ import annotations
 
 from pathlib import Path
 
 import numpy as np
 
-from cxr_fedsynth.common.experiment_config import ExperimentConfig
 from cxr_fedsynth.common.data.image_cache import default_cache_dir
 from cxr_fedsynth.common.data.partition import holdout_mask, partition_by_patient
 from cxr_fedsynth.common.data.phantoms import default_phantom_dir, generate_phantom_dataset
 from cxr_fedsynth.common.data.records import ImageRecord, SiteRecords
 from cxr_fedsynth.common.data.site_data import read_site
+from cxr_fedsynth.common.experiment_config import ExperimentConfig
 
 
 def dataset_dir(config: ExperimentConfig) -> Path:
@@ -31,7 +32,9 @@ def read_run_dataset(config: ExperimentConfig) -> SiteRecords:
     )
 
 
-def split_records(config: ExperimentConfig, records: list[ImageRecord], num_sites: int) -> tuple[list[list[ImageRecord]], list[ImageRecord]]:
+def split_records(
+    config: ExperimentConfig, records: list[ImageRecord], num_sites: int
+) -> tuple[list[list[ImageRecord]], list[ImageRecord]]:
     """Records per simulated site (by patient, per the partition scheme) and the held-out records."""
     patients = [r.patient_id for r in records]
     held = holdout_mask(patients, fraction=config.holdout_fraction, seed=config.seed)

@@ -1,4 +1,5 @@
 """Validate a site folder end to end (labels, decoding, patients) and summarise it without identifiers."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -22,7 +23,9 @@ class SiteCheck:
 
 def check_site(config: DataConfig, *, show_progress: bool = True) -> SiteCheck:
     """Read labels, decode every image (filling the cache) and summarise what is usable."""
-    site = read_site(config.data_dir, config.condition_set(), labels=config.labels, patient_pattern=config.patient_pattern)
+    site = read_site(
+        config.data_dir, config.condition_set(), labels=config.labels, patient_pattern=config.patient_pattern
+    )
     images = load_site_images(
         site.records,
         image_size=config.image_size,

@@ -1,4 +1,5 @@
 """Read a site folder into records: picks the label source (table or class folders) and checks the folder."""
+
 from __future__ import annotations
 
 import os
@@ -6,11 +7,11 @@ from pathlib import Path
 
 from cxr_fedsynth.common.data.class_folders import class_folders, records_from_class_folders
 from cxr_fedsynth.common.data.conditions import ConditionSet
-from cxr_fedsynth.common.errors import DataError
 from cxr_fedsynth.common.data.image_cache import SiteImages, load_site_images
 from cxr_fedsynth.common.data.label_tables import find_label_table, records_from_table
 from cxr_fedsynth.common.data.patients import PER_IMAGE, compile_patient_pattern
 from cxr_fedsynth.common.data.records import SiteRecords
+from cxr_fedsynth.common.errors import DataError
 
 
 def _check_folder(data_dir: Path) -> None:

@@ -4,6 +4,7 @@ Uses the same code and settings as ``flwr run simulations/nih_split``, so ``hold
 patients no simulated site saw: pass it to ``cxr-evaluate --test-labels`` and ``privacy-audit --holdout-labels``
 (with the same data folder), and ``train.csv`` as the members.
 """
+
 from __future__ import annotations
 
 import sys
@@ -15,14 +16,21 @@ from flwr.common.config import parse_config_args
 
 from cxr_fedsynth.common.atomic import atomic_path
 from cxr_fedsynth.common.cli_errors import run_cli
-from cxr_fedsynth.common.errors import DataError
-from cxr_fedsynth.common.experiment_config import ExperimentConfig
 from cxr_fedsynth.common.data.records import ImageRecord
 from cxr_fedsynth.common.data.simulated_sites import dataset_dir, read_run_dataset, split_records
+from cxr_fedsynth.common.errors import DataError
+from cxr_fedsynth.common.experiment_config import ExperimentConfig
 
 
 def _write_table(records: list[ImageRecord], data_dir: Path, path: Path) -> None:
-    rows = [{"Image Index": str(r.path.relative_to(data_dir)), "Finding Labels": "|".join(r.findings), "Patient ID": r.patient_id} for r in records]
+    rows = [
+        {
+            "Image Index": str(r.path.relative_to(data_dir)),
+            "Finding Labels": "|".join(r.findings),
+            "Patient ID": r.patient_id,
+        }
+        for r in records
+    ]
     with atomic_path(path) as tmp:
         pd.DataFrame(rows, columns=["Image Index", "Finding Labels", "Patient ID"]).to_csv(tmp, index=False)
 
@@ -31,11 +39,17 @@ def _write_table(records: list[ImageRecord], data_dir: Path, path: Path) -> None
 @click.option("--num-sites", default=2, show_default=True, type=click.IntRange(1))
 @click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path))
 @click.option(
-    "--public-prefix", default="",
+    "--public-prefix",
+    default="",
     help="File-name prefix of the images that form the PUBLIC set (e.g. nih_): written to public.csv, the rest to "
     "private.csv, which the sites and the holdout are then drawn from (run the simulation with labels=<out>/private.csv).",
 )
-@click.option("--run-config", "overrides", multiple=True, help="Run-config settings exactly as given to flwr run --run-config, e.g. \"data-dir='/data' seed=0\".")
+@click.option(
+    "--run-config",
+    "overrides",
+    multiple=True,
+    help="Run-config settings exactly as given to flwr run --run-config, e.g. \"data-dir='/data' seed=0\".",
+)
 def cli(num_sites: int, out_dir: Path, public_prefix: str, overrides: tuple[str, ...]) -> None:
     """Write train.csv, holdout.csv and site-<k>.csv for a simulation's settings (and public/private tables)."""
     config = ExperimentConfig.from_run_config(parse_config_args(list(overrides)))
@@ -49,21 +63,31 @@ def cli(num_sites: int, out_dir: Path, public_prefix: str, overrides: tuple[str,
         _write_table(records, data_dir, out_dir / f"site-{k}.csv")
     _write_table([r for site in per_site for r in site], data_dir, out_dir / "train.csv")
     _write_table(holdout, data_dir, out_dir / "holdout.csv")
-    click.echo(f"data {data_dir}: {sum(map(len, per_site))} training images at {num_sites} sites, {len(holdout)} holdout images -> {out_dir}")
+    click.echo(
+        f"data {data_dir}: {sum(map(len, per_site))} training images at {num_sites} sites, {len(holdout)} holdout images -> {out_dir}"
+    )
 
 
-def _split_public(config: ExperimentConfig, records: list[ImageRecord], data_dir: Path, out_dir: Path, prefix: str) -> list[ImageRecord]:
+def _split_public(
+    config: ExperimentConfig, records: list[ImageRecord], data_dir: Path, out_dir: Path, prefix: str
+) -> list[ImageRecord]:
     """Write public.csv / private.csv by file-name prefix; returns the private records as the simulation reads them."""
     public = [r for r in records if r.path.name.startswith(prefix)]
     private = [r for r in records if not r.path.name.startswith(prefix)]
     if not public or not private:
-        raise DataError(f"--public-prefix {prefix!r} matches {len(public)} of {len(records)} images in {data_dir}; both sets must be non-empty")
+        raise DataError(
+            f"--public-prefix {prefix!r} matches {len(public)} of {len(records)} images in {data_dir}; both sets must be non-empty"
+        )
     shared = {r.patient_id for r in public} & {r.patient_id for r in private}
     if shared:
-        raise DataError(f"--public-prefix {prefix!r}: {len(shared)} patient(s) have public and private images (e.g. {sorted(shared)[0]}); choose a prefix that splits by patient")
+        raise DataError(
+            f"--public-prefix {prefix!r}: {len(shared)} patient(s) have public and private images (e.g. {sorted(shared)[0]}); choose a prefix that splits by patient"
+        )
     _write_table(public, data_dir, out_dir / "public.csv")
     _write_table(private, data_dir, out_dir / "private.csv")
-    click.echo(f"public set: {len(public)} images of {len({r.patient_id for r in public})} patients -> {out_dir / 'public.csv'}")
+    click.echo(
+        f"public set: {len(public)} images of {len({r.patient_id for r in public})} patients -> {out_dir / 'public.csv'}"
+    )
     return read_run_dataset(config.replace(labels=str(out_dir / "private.csv"))).records
 
 

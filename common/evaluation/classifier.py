@@ -1,4 +1,5 @@
 """A compact CNN classifier, trained plainly or with DP-SGD (Opacus), used to judge synthetic data."""
+
 from __future__ import annotations
 
 import warnings
@@ -22,7 +23,12 @@ class CompactCNN(nn.Module):
         channels = 1
         for i in range(4):
             out = width * 2**i
-            layers += [nn.Conv2d(channels, out, 3, padding=1), nn.GroupNorm(min(8, out), out), nn.ReLU(), nn.MaxPool2d(2)]
+            layers += [
+                nn.Conv2d(channels, out, 3, padding=1),
+                nn.GroupNorm(min(8, out), out),
+                nn.ReLU(),
+                nn.MaxPool2d(2),
+            ]
             channels = out
         self.features = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten())
         self.head = nn.Linear(channels, num_classes)
@@ -70,7 +76,16 @@ def train_classifier(images: np.ndarray, labels: np.ndarray, num_classes: int, s
     return model.eval()
 
 
-def train_dp_classifier(images: np.ndarray, labels: np.ndarray, num_classes: int, settings: TrainSettings, *, epsilon: float, delta: float, max_grad_norm: float = 1.0) -> tuple[CompactCNN, float]:
+def train_dp_classifier(
+    images: np.ndarray,
+    labels: np.ndarray,
+    num_classes: int,
+    settings: TrainSettings,
+    *,
+    epsilon: float,
+    delta: float,
+    max_grad_norm: float = 1.0,
+) -> tuple[CompactCNN, float]:
     """The honest baseline: the same classifier trained on the real images with DP-SGD at ``epsilon``.
 
     Image-level DP (Opacus' Poisson sampler over images): a weaker unit than the generator's patient-level
@@ -83,8 +98,13 @@ def train_dp_classifier(images: np.ndarray, labels: np.ndarray, num_classes: int
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         model, optimizer, loader = engine.make_private_with_epsilon(
-            module=model, optimizer=optimizer, data_loader=_loader(images, labels, settings.batch_size, settings.seed),
-            target_epsilon=epsilon, target_delta=delta, epochs=settings.epochs, max_grad_norm=max_grad_norm,
+            module=model,
+            optimizer=optimizer,
+            data_loader=_loader(images, labels, settings.batch_size, settings.seed),
+            target_epsilon=epsilon,
+            target_delta=delta,
+            epochs=settings.epochs,
+            max_grad_norm=max_grad_norm,
         )
         model.train()
         for _ in range(settings.epochs):

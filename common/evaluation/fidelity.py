@@ -5,6 +5,7 @@ downloaded, so the numbers are comparable only with other runs using the same en
 density / coverage (Naeem et al. 2020, k = 5, blockwise neighbours), a classifier two-sample test, and
 pixel-intensity histograms.
 """
+
 from __future__ import annotations
 
 import math
@@ -16,8 +17,8 @@ from torchmetrics.image.fid import FrechetInceptionDistance
 from torchmetrics.image.kid import KernelInceptionDistance
 
 from cxr_fedsynth.common.evaluation.classifier import CompactCNN, TrainSettings, predict_proba, train_classifier
-from cxr_fedsynth.common.evaluation.utility import auroc
 from cxr_fedsynth.common.evaluation.neighbours import nearest_neighbours
+from cxr_fedsynth.common.evaluation.utility import auroc
 
 PRDC_K = 5
 #: optimiser steps of the two-sample classifier (as many as the TSTR classifier takes on 400 images per class)
@@ -98,4 +99,3 @@ def within_class_diversity(images: np.ndarray, *, pairs: int = 2000, seed: int =
 def intensity_histogram(images: np.ndarray, bins: int = 32) -> list[float]:
     hist, _ = np.histogram(images, bins=bins, range=(0, 255), density=True)
     return [float(v) for v in hist]
-

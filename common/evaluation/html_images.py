@@ -1,4 +1,5 @@
 """Embed figures and images in self-contained HTML reports as PNG data URIs."""
+
 from __future__ import annotations
 
 import base64

@@ -3,6 +3,7 @@
 Distances come from one GEMM per block (||q||^2 + ||r||^2 - 2 q.r), the floor for this computation; a running
 top-k per query row is merged block by block.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -11,7 +12,9 @@ import torch
 DEFAULT_BLOCK = 4096
 
 
-def nearest_neighbours(queries: np.ndarray, references: np.ndarray, *, k: int = 1, block: int = DEFAULT_BLOCK) -> tuple[np.ndarray, np.ndarray]:
+def nearest_neighbours(
+    queries: np.ndarray, references: np.ndarray, *, k: int = 1, block: int = DEFAULT_BLOCK
+) -> tuple[np.ndarray, np.ndarray]:
     """Distances (L2, ascending) and indices of the ``k`` nearest references for every query row.
 
     Memory is O(block * block + N * k): query and reference blocks of ``block`` rows each.
@@ -41,7 +44,9 @@ def nearest_neighbours(queries: np.ndarray, references: np.ndarray, *, k: int = 
     return out_d, out_i
 
 
-def count_within(queries: np.ndarray, references: np.ndarray, radius: np.ndarray | float, *, block: int = DEFAULT_BLOCK) -> np.ndarray:
+def count_within(
+    queries: np.ndarray, references: np.ndarray, radius: np.ndarray | float, *, block: int = DEFAULT_BLOCK
+) -> np.ndarray:
     """For every query, how many references lie within ``radius`` (L2), blockwise."""
     q = torch.from_numpy(np.ascontiguousarray(queries, dtype=np.float32))
     r = torch.from_numpy(np.ascontiguousarray(references, dtype=np.float32))

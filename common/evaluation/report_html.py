@@ -1,4 +1,5 @@
 """evaluation.html: utility and fidelity tables, plots and samples in one self-contained page."""
+
 from __future__ import annotations
 
 import html
@@ -10,20 +11,25 @@ from cxr_fedsynth.common.evaluation.html_images import figure_data_uri, image_da
 from cxr_fedsynth.common.publish.sample_grid import grid_image
 
 
-
-
 def _fmt(value: float) -> str:
     return "n/a" if value is None or (isinstance(value, float) and np.isnan(value)) else f"{value:.3f}"
 
 
 def render_evaluation(report: dict, synthetic: np.ndarray, labels: np.ndarray) -> str:
     classes = report["classes"]
-    head = "<tr><th>classifier</th><th>macro AUROC</th><th>accuracy</th><th>macro F1</th><th>pneumonia vs normal AUROC</th>" + "".join(f"<th>{html.escape(c)} AUROC (95% CI)</th>" for c in classes) + "</tr>"
+    head = (
+        "<tr><th>classifier</th><th>macro AUROC</th><th>accuracy</th><th>macro F1</th><th>pneumonia vs normal AUROC</th>"
+        + "".join(f"<th>{html.escape(c)} AUROC (95% CI)</th>" for c in classes)
+        + "</tr>"
+    )
     rows = ""
     for name, m in report["classifiers"].items():
         pn = m.get("pneumonia_vs_normal", {}).get("auroc")
         cells = [name, _fmt(m["macro_auroc"]), _fmt(m["accuracy"]), _fmt(m["macro_f1"]), _fmt(pn)]
-        cells += [f"{_fmt(m['per_class'][c]['auroc'])} ({_fmt(m['per_class'][c]['auroc_ci'][0])}-{_fmt(m['per_class'][c]['auroc_ci'][1])})" for c in classes]
+        cells += [
+            f"{_fmt(m['per_class'][c]['auroc'])} ({_fmt(m['per_class'][c]['auroc_ci'][0])}-{_fmt(m['per_class'][c]['auroc_ci'][1])})"
+            for c in classes
+        ]
         rows += "<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in cells) + "</tr>"
     fig, axes = plt.subplots(1, len(classes), figsize=(3.2 * len(classes), 2.6), squeeze=False)
     for ax, name in zip(axes[0], classes):
@@ -36,18 +42,21 @@ def render_evaluation(report: dict, synthetic: np.ndarray, labels: np.ndarray) -
         ax.set_xlabel("pixel value")
     axes[0][0].legend(fontsize=7)
     fid = report["fidelity"]["overall"]
-    div_rows = "".join(f"<tr><td>{html.escape(c)}</td><td>{_fmt(v['synthetic'])}</td><td>{_fmt(v['real'])}</td><td>{_fmt(report['fidelity']['per_class'].get(c, {}).get('fid'))}</td></tr>" for c, v in report["within_class_diversity"].items())
+    div_rows = "".join(
+        f"<tr><td>{html.escape(c)}</td><td>{_fmt(v['synthetic'])}</td><td>{_fmt(v['real'])}</td><td>{_fmt(report['fidelity']['per_class'].get(c, {}).get('fid'))}</td></tr>"
+        for c, v in report["within_class_diversity"].items()
+    )
     grid = grid_image([synthetic[labels == i][:8] for i in range(len(classes))], classes, title="Synthetic samples")
     private = "" if report["generator"]["private"] else "<p><b>NOT PRIVATE generator (trained without DP).</b></p>"
-    return f"""<!doctype html><html><head><meta charset="utf-8"><title>Evaluation: {html.escape(str(report['generator']['run_name']))}</title>
+    return f"""<!doctype html><html><head><meta charset="utf-8"><title>Evaluation: {html.escape(str(report["generator"]["run_name"]))}</title>
 <style>body{{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto}}table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:4px 8px}}</style></head><body>
 <h1>Is the synthetic data worth using?</h1>{private}
-<p><b>{html.escape(report['baseline_verdict'])}</b></p>
-<p>Real training set: {report['data']['train_images']} images of {report['data']['train_patients']} patients; real test set: {report['data']['test_images']} images of {report['data']['test_patients']} other patients; {report['data']['synthetic_per_class']} synthetic images per class.</p>
+<p><b>{html.escape(report["baseline_verdict"])}</b></p>
+<p>Real training set: {report["data"]["train_images"]} images of {report["data"]["train_patients"]} patients; real test set: {report["data"]["test_images"]} images of {report["data"]["test_patients"]} other patients; {report["data"]["synthetic_per_class"]} synthetic images per class.</p>
 <h2>Utility on real test patients</h2><table>{head}{rows}</table>
 <h2>Fidelity (features of a classifier trained here on real images)</h2>
-<p>Frechet distance {fid['fid']:.3f}, KID {fid['kid_mean']:.4f} ± {fid['kid_std']:.4f}; precision {fid['precision']:.3f}, recall {fid['recall']:.3f}, density {fid['density']:.3f}, coverage {fid['coverage']:.3f};
-a classifier trained to tell real from synthetic images scores accuracy {report['classifier_two_sample_accuracy']:.3f}, AUROC {report['classifier_two_sample_auroc']:.3f} on held-out images (0.5 = indistinguishable, 1.0 = every image told apart).</p>
+<p>Frechet distance {fid["fid"]:.3f}, KID {fid["kid_mean"]:.4f} ± {fid["kid_std"]:.4f}; precision {fid["precision"]:.3f}, recall {fid["recall"]:.3f}, density {fid["density"]:.3f}, coverage {fid["coverage"]:.3f};
+a classifier trained to tell real from synthetic images scores accuracy {report["classifier_two_sample_accuracy"]:.3f}, AUROC {report["classifier_two_sample_auroc"]:.3f} on held-out images (0.5 = indistinguishable, 1.0 = every image told apart).</p>
 <table><tr><th>class</th><th>within-class diversity, synthetic</th><th>within-class diversity, real</th><th>Frechet distance</th></tr>{div_rows}</table>
 <h2>Pixel-intensity histograms</h2><img src="{figure_data_uri(fig)}">
 <h2>Samples</h2><img src="{image_data_uri(grid)}">

@@ -8,6 +8,7 @@ from G with labels from the public uniform prior and always number ``batch_size`
 real rows, which would leak it), so adding or removing one patient changes the clipped sum by at most one row.
 The RDP accountant is stepped by the optimizer hook with the sampler's exact rate.
 """
+
 from __future__ import annotations
 
 import warnings
@@ -21,13 +22,15 @@ from opacus.grad_sample import AbstractGradSampleModule, GradSampleModuleFastGra
 from opacus.grad_sample.utils import prepare_module
 from opacus.optimizers import DPOptimizer, DPOptimizerFastGradientClipping
 
-from cxr_fedsynth.common.privacy.bookkeeping_clipping import BookKeepingClipper
 from cxr_fedsynth.common.gan.losses import d_loss_fake, d_loss_real
 from cxr_fedsynth.common.gan.models import Discriminator, Generator
+from cxr_fedsynth.common.privacy.bookkeeping_clipping import BookKeepingClipper
 from cxr_fedsynth.common.privacy.patient_sampler import PatientPoissonSampler
 
 # Opacus' hooks on the first layer fire although the images need no gradient; harmless, and noisy per step.
-warnings.filterwarnings("ignore", message="Full backward hook is firing when gradients are computed with respect to module outputs")
+warnings.filterwarnings(
+    "ignore", message="Full backward hook is firing when gradients are computed with respect to module outputs"
+)
 warnings.filterwarnings("ignore", message=".*torch.cpu.amp.autocast.*", category=FutureWarning)  # expanded weights
 
 
@@ -125,7 +128,9 @@ class DiscriminatorTrainer:
         )
         self.optimizer.attach_step_hook(accountant.get_optimizer_hook_fn(sample_rate=dp.sample_rate))
 
-    def step(self, real: torch.Tensor, real_labels: torch.Tensor, fake: torch.Tensor, fake_labels: torch.Tensor) -> dict[str, float]:
+    def step(
+        self, real: torch.Tensor, real_labels: torch.Tensor, fake: torch.Tensor, fake_labels: torch.Tensor
+    ) -> dict[str, float]:
         """One D update on ``real`` (n rows, n may be 0) and ``fake`` (batch_size rows)."""
         s = self.settings
         self.optimizer.zero_grad(set_to_none=True)  # before the forward: expanded-weights mode checks there
@@ -135,7 +140,8 @@ class DiscriminatorTrainer:
         n = len(real)
         per_row = torch.cat(
             [
-                d_loss_real(score[:n], s.loss) + s.aux_weight * F.cross_entropy(logits[:n], real_labels, reduction="none"),
+                d_loss_real(score[:n], s.loss)
+                + s.aux_weight * F.cross_entropy(logits[:n], real_labels, reduction="none"),
                 d_loss_fake(score[n:], s.loss),
             ]
         )
@@ -179,7 +185,9 @@ class DiscriminatorTrainer:
         return self.discriminator
 
 
-def generate_fakes(generator: Generator, count: int, *, num_classes: int, device: torch.device, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+def generate_fakes(
+    generator: Generator, count: int, *, num_classes: int, device: torch.device, gen: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
     """``count`` fake images with labels from the public uniform prior (never from private data)."""
     labels = torch.randint(0, num_classes, (count,), device=device, generator=gen)
     z = torch.randn(count, generator.arch.latent_dim, device=device, generator=gen)
@@ -212,8 +220,13 @@ def train_discriminator_round(
     history: list[dict[str, float]] = []
     for _ in range(settings.steps):
         index = torch.from_numpy(sampler.sample()).to(device)
-        fake, fake_labels = generate_fakes(generator, settings.batch_size, num_classes=generator.arch.num_classes, device=device, gen=gen)
+        fake, fake_labels = generate_fakes(
+            generator, settings.batch_size, num_classes=generator.arch.num_classes, device=device, gen=gen
+        )
         history.append(trainer.step(images[index], labels[index], fake, fake_labels))
     finished = trainer.finish()
-    mean = {k: float(np.nanmean([h[k] for h in history])) if history else float("nan") for k in ("d_loss", "real_score", "fake_score", "aux_accuracy")}
+    mean = {
+        k: float(np.nanmean([h[k] for h in history])) if history else float("nan")
+        for k in ("d_loss", "real_score", "fake_score", "aux_accuracy")
+    }
     return finished, RoundResult(steps=settings.steps, **mean)

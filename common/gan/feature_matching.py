@@ -11,6 +11,7 @@ weigh 1/m, so adding or removing one patient moves the [classes x (dim + 1)] tab
 whatever the classes of its images. The release is the Gaussian mechanism at that sensitivity: in the RDP accountant it
 is one step at sample rate 1 with the release's noise multiplier, composed with the site's DP-SGD rounds.
 """
+
 from __future__ import annotations
 
 import copy
@@ -53,7 +54,9 @@ class EmbeddingSpec:
     statistics: str = "mean-std"
     pixel_grid: int = 0
     pixel_share: float = 0.2
-    count_share: float = 0.5  # share of a release row's squared norm spent on the patient count; 0 = the least noise (count_share)
+    count_share: float = (
+        0.5  # share of a release row's squared norm spent on the patient count; 0 = the least noise (count_share)
+    )
 
 
 def pixel_cells(images: torch.Tensor, grid: int, statistics: str = "mean-std") -> torch.Tensor:
@@ -84,7 +87,9 @@ def embed(features: nn.Sequential, images: torch.Tensor, spec: EmbeddingSpec = E
     pixel_share = spec.pixel_share if spec.pixel_grid else 0.0
     blocks = [torch.cat(feature_blocks, dim=1) * math.sqrt((1.0 - pixel_share) / len(feature_blocks))]
     if spec.pixel_grid:
-        blocks.insert(0, F.normalize(pixel_cells(images, spec.pixel_grid, spec.statistics), dim=1) * math.sqrt(pixel_share))
+        blocks.insert(
+            0, F.normalize(pixel_cells(images, spec.pixel_grid, spec.statistics), dim=1) * math.sqrt(pixel_share)
+        )
     return torch.cat(blocks, dim=1)
 
 
@@ -112,7 +117,9 @@ def count_share(spec: EmbeddingSpec, dim: int) -> float:
     return spec.count_share or 1.0 / (1.0 + math.sqrt(dim))
 
 
-def embed_in_batches(embedder: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor, *, device: torch.device, batch: int = 256) -> torch.Tensor:
+def embed_in_batches(
+    embedder: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor, *, device: torch.device, batch: int = 256
+) -> torch.Tensor:
     """``embedder`` over ``images`` (on CPU) in batches on ``device``, without gradients; the result is on CPU."""
     with torch.no_grad():
         return torch.cat([embedder(images[i : i + batch].to(device)).cpu() for i in range(0, len(images), batch)])

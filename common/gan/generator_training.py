@@ -4,6 +4,7 @@ D is frozen and only read: its parameters, buffers and any optimizer state stay 
 auxiliary class loss on G is weighted (``aux_weight``) rather than at full strength, which in ACGAN-style
 models trades within-class diversity for class fidelity.
 """
+
 from __future__ import annotations
 
 import copy
@@ -15,7 +16,6 @@ import torch.nn.functional as F
 from cxr_fedsynth.common.gan.feature_matching import FeatureMatcher
 from cxr_fedsynth.common.gan.losses import g_loss
 from cxr_fedsynth.common.gan.models import Discriminator, Generator
-
 
 #: Where the mode-seeking ratio is averaged: over the whole batch (MSGAN) or per class (mode_seeking_loss).
 MODE_SEEKING_SCOPES = ("batch", "class")
@@ -33,7 +33,9 @@ class GeneratorSettings:
     aux_weight: float = 0.5
     ema_decay: float = 0.999
     mode_seeking_weight: float = 0.0
-    mode_seeking_scope: str = "batch"  # "batch": MSGAN's ratio over the whole batch; "class": per class (mode_seeking_loss)
+    mode_seeking_scope: str = (
+        "batch"  # "batch": MSGAN's ratio over the whole batch; "class": per class (mode_seeking_loss)
+    )
     feature_matching_weight: float = 0.0
 
 
@@ -72,7 +74,12 @@ class GeneratorTrainer:
                 ema_p.lerp_(p, 1.0 - decay)
 
     def train_against(
-        self, discriminator: Discriminator, *, seed: int, steps: int | None = None, matcher: FeatureMatcher | None = None
+        self,
+        discriminator: Discriminator,
+        *,
+        seed: int,
+        steps: int | None = None,
+        matcher: FeatureMatcher | None = None,
     ) -> dict[str, float]:
         """Run ``steps`` (default ``settings.steps``) G updates against a frozen D; returns mean losses.
 
@@ -89,14 +96,18 @@ class GeneratorTrainer:
         totals = {"g_loss": 0.0, "g_aux_accuracy": 0.0, **({"g_feature_distance": 0.0} if matcher else {})}
         try:
             for _ in range(steps):
-                half = torch.randint(0, self.generator.arch.num_classes, (s.batch_size // 2,), device=device, generator=gen)
+                half = torch.randint(
+                    0, self.generator.arch.num_classes, (s.batch_size // 2,), device=device, generator=gen
+                )
                 labels = torch.cat([half, half])  # two latents per label: the mode-seeking pairs
                 z = torch.randn(len(labels), self.generator.arch.latent_dim, device=device, generator=gen)
                 images = self.generator(z, labels)
                 score, logits = discriminator(images, labels)
                 loss = g_loss(score, s.loss).mean() + s.aux_weight * F.cross_entropy(logits, labels)
                 if s.mode_seeking_weight:
-                    loss = loss + s.mode_seeking_weight * mode_seeking_loss(images, z, labels if s.mode_seeking_scope == "class" else None)
+                    loss = loss + s.mode_seeking_weight * mode_seeking_loss(
+                        images, z, labels if s.mode_seeking_scope == "class" else None
+                    )
                 if matcher is not None:
                     distance = matcher.loss(images, labels)
                     loss = loss + s.feature_matching_weight * distance

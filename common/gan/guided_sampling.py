@@ -6,6 +6,7 @@ projection score (real, for this class) plus log-probability of the class under 
 average of the sites' DP-SGD updates over public-pretrained features, so publishing and using it is
 post-processing of DP outputs: no privacy cost. ``keep`` = 1 draws plain samples. Measured in docs/results.md.
 """
+
 from __future__ import annotations
 
 import math
@@ -23,7 +24,13 @@ def guide_scores(discriminator: Discriminator, images: torch.Tensor, labels: tor
 
 
 def draw(
-    generator: Generator, label: int, count: int, *, gen: torch.Generator, keep: float = 1.0, discriminator: Discriminator | None = None
+    generator: Generator,
+    label: int,
+    count: int,
+    *,
+    gen: torch.Generator,
+    keep: float = 1.0,
+    discriminator: Discriminator | None = None,
 ) -> torch.Tensor:
     """``count`` images of class ``label`` [count, 1, S, S]: plain draws, or with ``keep`` < 1 the best-scored
     ``count`` of ``ceil(count / keep)`` candidates under ``discriminator``."""

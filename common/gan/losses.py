@@ -1,4 +1,5 @@
 """GAN losses, per sample (so DP-SGD can clip each real example's contribution on its own)."""
+
 from __future__ import annotations
 
 import torch

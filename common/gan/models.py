@@ -4,6 +4,7 @@ The discriminator judges real/fake with projection conditioning (Miyato & Koyama
 class with an auxiliary head (ACGAN). It is Opacus-compatible: GroupNorm instead of BatchNorm, no spectral
 norm, and global average pooling instead of a large flatten-to-linear layer, so per-sample gradients stay cheap.
 """
+
 from __future__ import annotations
 
 import math

@@ -3,6 +3,7 @@
 One accountant everywhere (planning, per-round reports, the site ledger, the model card): RDP, named
 ``ACCOUNTANT`` so reports can say which one gave the number.
 """
+
 from __future__ import annotations
 
 import warnings
@@ -33,7 +34,9 @@ def plan_noise_multiplier(
         raise ConfigError(f"a DP run needs at least one step, got {steps}")
     prior = list(prior)
     if (prior_epsilon := epsilon_of(prior, delta=delta)) >= target_epsilon:
-        raise ConfigError(f"the run's other releases alone spend epsilon {prior_epsilon:.3f}, not below the target {target_epsilon}")
+        raise ConfigError(
+            f"the run's other releases alone spend epsilon {prior_epsilon:.3f}, not below the target {target_epsilon}"
+        )
 
     def spent(noise: float) -> float:
         return epsilon_of([*prior, (noise, sample_rate, steps)], delta=delta)

@@ -8,6 +8,7 @@ c_i = min(1, C / (norm_i + 1e-6)) (Opacus' formula) weight the rows of each laye
 in ``p.grad``, where Opacus' ``DPOptimizerFastGradientClipping`` adds the noise, divides by the expected batch
 size and steps the accountant: the privacy mechanism is Opacus' own.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -4,6 +4,7 @@ The ledger is the site's own record and the only thing that decides whether a ro
 *reserved* (written) before any private data is touched, so a crash mid-round still counts as spent and the
 budget can never be exceeded. Writes are atomic and serialised with a file lock.
 """
+
 from __future__ import annotations
 
 import fcntl
@@ -103,7 +104,14 @@ class SiteLedger:
         return epsilon_of(self.history() + [(noise_multiplier, sample_rate, steps)], delta=self.budget.delta)
 
     def reserve(
-        self, *, run_id: str, round_number: int, noise_multiplier: float, sample_rate: float, steps: int, mechanism: str = DP_SGD
+        self,
+        *,
+        run_id: str,
+        round_number: int,
+        noise_multiplier: float,
+        sample_rate: float,
+        steps: int,
+        mechanism: str = DP_SGD,
     ) -> float:
         """Record a release before it runs; raises BudgetExceededError (recording nothing) if it would not fit."""
         with self._locked():
@@ -114,7 +122,9 @@ class SiteLedger:
                     f"over its budget {self.budget.epsilon} (delta {self.budget.delta}, {ACCOUNTANT} accountant; spent "
                     f"{self.spent():.3f}); the site refuses it. Raise --budget-epsilon only if the site's policy allows"
                 )
-            entry = LedgerEntry(run_id, round_number, noise_multiplier, sample_rate, steps, after, time.time(), mechanism)
+            entry = LedgerEntry(
+                run_id, round_number, noise_multiplier, sample_rate, steps, after, time.time(), mechanism
+            )
             entries = self.entries() + [entry]
             write_json_atomic(
                 self.path,

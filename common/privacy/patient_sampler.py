@@ -4,6 +4,7 @@ Every patient joins a batch independently with probability q; a sampled patient 
 images, chosen uniformly. Opacus' per-sample clipping then bounds each *patient's* contribution, so the
 accountant's (epsilon, delta) holds at patient level with sample rate exactly q.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -29,7 +30,9 @@ class PatientPoissonSampler:
         self._starts = np.concatenate([[0], np.cumsum(self._counts)[:-1]])
 
     @classmethod
-    def for_batch_size(cls, patient_ids: Sequence[str], *, batch_size: int, rng: np.random.Generator) -> "PatientPoissonSampler":
+    def for_batch_size(
+        cls, patient_ids: Sequence[str], *, batch_size: int, rng: np.random.Generator
+    ) -> "PatientPoissonSampler":
         """Sampler whose expected batch is ``batch_size`` patients (q = min(1, B / patients))."""
         num_patients = len(set(patient_ids))
         if num_patients == 0:

@@ -15,6 +15,7 @@ per-row gradient costs O(T p d). Ghost wins when 2 T^2 < p d (the deep, small-re
 The Conv2d and GroupNorm norm samplers are also registered with Opacus (``register_norm_sampler``), which has
 none for them, so Opacus' own ghost-clipping mode uses the same code.
 """
+
 from __future__ import annotations
 
 import math
@@ -68,7 +69,9 @@ def unfold_into(layer: nn.Conv2d, activation: torch.Tensor, out: torch.Tensor) -
     for i in range(kh):
         for j in range(kw):
             rows, cols = i * dh, j * dw
-            patches[:, :, i, j] = padded[:, :, rows : rows + sh * (out_h - 1) + 1 : sh, cols : cols + sw * (out_w - 1) + 1 : sw]
+            patches[:, :, i, j] = padded[
+                :, :, rows : rows + sh * (out_h - 1) + 1 : sh, cols : cols + sw * (out_w - 1) + 1 : sw
+            ]
     return out
 
 
@@ -84,7 +87,9 @@ class ConvNorms:
     keeps the layer's input and output gradient for one conv weight-gradient call with scaled rows.
     """
 
-    def __init__(self, layer: nn.Conv2d, activation: torch.Tensor, backprops: torch.Tensor, workspace: Workspace | None = None) -> None:
+    def __init__(
+        self, layer: nn.Conv2d, activation: torch.Tensor, backprops: torch.Tensor, workspace: Workspace | None = None
+    ) -> None:
         _check_conv(layer)
         self.layer = layer
         self.workspace = workspace or Workspace()
@@ -108,7 +113,9 @@ class ConvNorms:
             n = rows.stop - rows.start
             a = unfold_into(layer, activation[rows], self.workspace.get("patches", (n, p, positions), g))  # [n, p, T]
             if self.ghost:  # sum_{t,t'} (a_t . a_t')(g_t . g_t'): two [n, T, T] Gram matrices
-                squares[rows] = (torch.bmm(a.transpose(1, 2), a) * torch.bmm(g[rows].transpose(1, 2), g[rows])).sum(dim=(1, 2))
+                squares[rows] = (torch.bmm(a.transpose(1, 2), a) * torch.bmm(g[rows].transpose(1, 2), g[rows])).sum(
+                    dim=(1, 2)
+                )
             else:
                 torch.bmm(g[rows], a.transpose(1, 2), out=self.per_row[rows])
                 squares[rows] = torch.linalg.vector_norm(self.per_row[rows], dim=(1, 2)).square()
@@ -127,8 +134,17 @@ class ConvNorms:
         else:  # the weight gradient of the coefficient-scaled backprops: torch's own conv backward kernel
             activation, backprops = self.kept
             weight = torch.ops.aten.convolution_backward(
-                backprops * coef.view(-1, 1, 1, 1), activation, layer.weight, None, layer.stride,
-                layer.padding, layer.dilation, False, [0, 0], layer.groups, [False, True, False],
+                backprops * coef.view(-1, 1, 1, 1),
+                activation,
+                layer.weight,
+                None,
+                layer.stride,
+                layer.padding,
+                layer.dilation,
+                False,
+                [0, 0],
+                layer.groups,
+                [False, True, False],
             )[1]
         sums = {layer.weight: weight}
         if self.bias_rows is not None:
@@ -139,11 +155,16 @@ class ConvNorms:
 class GroupNormNorms:
     """GroupNorm's affine weight and bias: per-row gradients are [B, C] each, so they are instantiated."""
 
-    def __init__(self, layer: nn.GroupNorm, activation: torch.Tensor, backprops: torch.Tensor, workspace: Workspace | None = None) -> None:
+    def __init__(
+        self, layer: nn.GroupNorm, activation: torch.Tensor, backprops: torch.Tensor, workspace: Workspace | None = None
+    ) -> None:
         normalised = F.group_norm(activation, layer.num_groups, None, None, layer.eps)
         dims = tuple(range(2, activation.dim()))
         self.layer = layer
-        self.rows = {layer.weight: (normalised * backprops).sum(dim=dims), layer.bias: backprops.sum(dim=dims)}  # [B, C]
+        self.rows = {
+            layer.weight: (normalised * backprops).sum(dim=dims),
+            layer.bias: backprops.sum(dim=dims),
+        }  # [B, C]
 
     def norm_squares(self) -> dict[nn.Parameter, torch.Tensor]:
         return {p: rows.pow(2).sum(dim=1) for p, rows in self.rows.items()}
@@ -155,7 +176,9 @@ class GroupNormNorms:
 class LinearNorms:
     """Linear on [B, in] rows: the per-row gradient g a^T has norm |g| |a| (exact, no instantiation)."""
 
-    def __init__(self, layer: nn.Linear, activation: torch.Tensor, backprops: torch.Tensor, workspace: Workspace | None = None) -> None:
+    def __init__(
+        self, layer: nn.Linear, activation: torch.Tensor, backprops: torch.Tensor, workspace: Workspace | None = None
+    ) -> None:
         if activation.dim() != 2:
             raise NotImplementedError("per-sample norms here support Linear on [batch, features] inputs")
         self.layer, self.activation, self.backprops = layer, activation, backprops
@@ -178,7 +201,9 @@ class LinearNorms:
 class EmbeddingNorms:
     """Embedding looked up with one index per row ([B] or [B, 1]): the row's gradient is its backprop."""
 
-    def __init__(self, layer: nn.Embedding, activation: torch.Tensor, backprops: torch.Tensor, workspace: Workspace | None = None) -> None:
+    def __init__(
+        self, layer: nn.Embedding, activation: torch.Tensor, backprops: torch.Tensor, workspace: Workspace | None = None
+    ) -> None:
         if activation.numel() != activation.shape[0]:
             raise NotImplementedError("per-sample norms here support one embedding lookup per row")
         self.layer = layer
@@ -203,7 +228,9 @@ LAYER_NORMS: dict[type[nn.Module], type[LayerNorms]] = {
 
 
 def _as_norm_sampler(layer_norms: type[LayerNorms]):
-    def norm_sample(layer: nn.Module, activations: list[torch.Tensor], backprops: torch.Tensor) -> dict[nn.Parameter, torch.Tensor]:
+    def norm_sample(
+        layer: nn.Module, activations: list[torch.Tensor], backprops: torch.Tensor
+    ) -> dict[nn.Parameter, torch.Tensor]:
         return {p: s.sqrt() for p, s in layer_norms(layer, activations[0], backprops).norm_squares().items()}
 
     norm_sample.__doc__ = f"Opacus norm sampler: per-row gradient norms of each parameter, via {layer_norms.__name__}."

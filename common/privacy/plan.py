@@ -5,6 +5,7 @@ The release's noise depends only on the run's config, so it is planned with the 
 depends on the site's own patient count (sample rate = expected batch / patients): a site plans it once per
 run with ``dp_sgd`` and keeps it in its state; the rounds and the release then compose to the run's epsilon.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -5,6 +5,7 @@ with ``generator-members`` > 1 adds ``generator-member-<i>.safetensors``, and sa
 Weights are safetensors (never pickle); the card says what the generator was trained on, how private it is
 (per-site epsilon and delta, accountant, privacy unit) and how to rebuild it. Every file is written atomically.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -17,11 +18,11 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from cxr_fedsynth.common.atomic import atomic_path, write_json_atomic, write_text_atomic
+from cxr_fedsynth.common.data.preprocess import to_uint8
 from cxr_fedsynth.common.errors import ArtifactError
 from cxr_fedsynth.common.gan.guided_sampling import draw
-from cxr_fedsynth.common.publish.model_card import render_model_card
 from cxr_fedsynth.common.gan.models import Discriminator, GanArchitecture, Generator
-from cxr_fedsynth.common.data.preprocess import to_uint8
+from cxr_fedsynth.common.publish.model_card import render_model_card
 from cxr_fedsynth.common.publish.sample_grid import save_sample_grid
 
 CARD_FORMAT = "cxr-fedsynth-generator/1"
@@ -67,7 +68,9 @@ class PublishedGenerator:
         """The largest per-site epsilon the card claims; None for a NOT PRIVATE generator."""
         if not self.private:
             return None
-        return max((float(s["epsilon"]) for s in self.card.get("sites", []) if s.get("epsilon") is not None), default=None)
+        return max(
+            (float(s["epsilon"]) for s in self.card.get("sites", []) if s.get("epsilon") is not None), default=None
+        )
 
     @property
     def delta(self) -> float:
@@ -87,13 +90,23 @@ def clean_state_dict(module: torch.nn.Module) -> dict[str, torch.Tensor]:
 def _save_generator(path: Path, generator: Generator) -> str:
     """Write one generator's weights atomically; returns the file's SHA-256."""
     with atomic_path(path) as tmp:
-        save_file(clean_state_dict(generator), str(tmp), metadata={"format": CARD_FORMAT, "architecture": json.dumps(generator.arch.to_dict())})
+        save_file(
+            clean_state_dict(generator),
+            str(tmp),
+            metadata={"format": CARD_FORMAT, "architecture": json.dumps(generator.arch.to_dict())},
+        )
     return file_sha256(path)
 
 
 def publish_generator(
-    out_dir: Path, generator: Generator, card: dict, *, discriminator: Discriminator | None = None, sampling_keep: float = 1.0,
-    samples_per_class: int = 8, members: tuple[Generator, ...] = (),
+    out_dir: Path,
+    generator: Generator,
+    card: dict,
+    *,
+    discriminator: Discriminator | None = None,
+    sampling_keep: float = 1.0,
+    samples_per_class: int = 8,
+    members: tuple[Generator, ...] = (),
 ) -> Path:
     """Write weights, card (JSON + Markdown) and a per-class sample grid into ``out_dir``; with ``sampling_keep`` < 1
     also the ``discriminator`` that guided sampling keeps the best candidates by; ``members`` are further generators
@@ -103,9 +116,15 @@ def publish_generator(
     arch = generator.arch
     if any(member.arch != arch for member in members):
         raise ArtifactError("every generator member must have the run's architecture")
-    card = {**card, "format": CARD_FORMAT, "architecture": arch.to_dict(), "weights_sha256": _save_generator(out_dir / WEIGHTS, generator)}
+    card = {
+        **card,
+        "format": CARD_FORMAT,
+        "architecture": arch.to_dict(),
+        "weights_sha256": _save_generator(out_dir / WEIGHTS, generator),
+    }
     card["members"] = [
-        {"file": MEMBER_WEIGHTS.format(i), "sha256": _save_generator(out_dir / MEMBER_WEIGHTS.format(i), member)} for i, member in enumerate(members, start=1)
+        {"file": MEMBER_WEIGHTS.format(i), "sha256": _save_generator(out_dir / MEMBER_WEIGHTS.format(i), member)}
+        for i, member in enumerate(members, start=1)
     ]
     for stale in set(out_dir.glob(MEMBER_WEIGHTS.format("*"))) - {out_dir / m["file"] for m in card["members"]}:
         stale.unlink()  # an earlier publication's members, which this card does not list
@@ -115,7 +134,11 @@ def publish_generator(
             raise ArtifactError("guided sampling (sampling-keep < 1) needs the run's discriminator to publish")
         with atomic_path(out_dir / DISCRIMINATOR) as tmp:
             save_file(clean_state_dict(discriminator), str(tmp), metadata={"format": CARD_FORMAT})
-        card["sampling"] = {"method": "discriminator top-k", "keep": sampling_keep, "discriminator_sha256": file_sha256(out_dir / DISCRIMINATOR)}
+        card["sampling"] = {
+            "method": "discriminator top-k",
+            "keep": sampling_keep,
+            "discriminator_sha256": file_sha256(out_dir / DISCRIMINATOR),
+        }
     published = PublishedGenerator(generator, card, discriminator if sampling_keep < 1 else None, tuple(members))
     rows = [to_uint8(sample(published, name, samples_per_class, seed=i)) for i, name in enumerate(card["classes"])]
     save_sample_grid(out_dir / SAMPLES, rows, card["classes"], private=card["private"])
@@ -137,28 +160,38 @@ def load_generator(path: Path, *, device: str | torch.device = "cpu") -> Publish
     card_path, weights_path = path / CARD_JSON, path / WEIGHTS
     for required in (card_path, weights_path):
         if not required.is_file():
-            raise ArtifactError(f"{required}: missing; pass the folder a cxr-fedsynth run published (it holds {WEIGHTS} and {CARD_JSON})")
+            raise ArtifactError(
+                f"{required}: missing; pass the folder a cxr-fedsynth run published (it holds {WEIGHTS} and {CARD_JSON})"
+            )
     try:
         card = json.loads(card_path.read_text())
     except json.JSONDecodeError as exc:
         raise ArtifactError(f"{card_path}: not valid JSON ({exc}); re-download the published generator") from None
     if card.get("format") != CARD_FORMAT:
-        raise ArtifactError(f"{card_path}: format {card.get('format')!r} is not {CARD_FORMAT!r}; this is not a cxr-fedsynth generator")
+        raise ArtifactError(
+            f"{card_path}: format {card.get('format')!r} is not {CARD_FORMAT!r}; this is not a cxr-fedsynth generator"
+        )
     if file_sha256(weights_path) != card.get("weights_sha256"):
-        raise ArtifactError(f"{weights_path}: SHA-256 does not match the model card; the weights were changed or damaged")
+        raise ArtifactError(
+            f"{weights_path}: SHA-256 does not match the model card; the weights were changed or damaged"
+        )
     arch = GanArchitecture(**card["architecture"])
     generator = _load_generator_weights(weights_path, arch, device)
     members = []
     for member in card.get("members", []):
         member_path = path / Path(member["file"]).name
         if not member_path.is_file() or file_sha256(member_path) != member["sha256"]:
-            raise ArtifactError(f"{member_path}: missing or its SHA-256 does not match the model card; re-download the whole published folder")
+            raise ArtifactError(
+                f"{member_path}: missing or its SHA-256 does not match the model card; re-download the whole published folder"
+            )
         members.append(_load_generator_weights(member_path, arch, device).eval())
     discriminator = None
     if "discriminator_sha256" in card.get("sampling", {}):
         d_path = path / DISCRIMINATOR
         if not d_path.is_file() or file_sha256(d_path) != card["sampling"]["discriminator_sha256"]:
-            raise ArtifactError(f"{d_path}: missing or its SHA-256 does not match the model card; guided sampling needs the published discriminator")
+            raise ArtifactError(
+                f"{d_path}: missing or its SHA-256 does not match the model card; guided sampling needs the published discriminator"
+            )
         discriminator = load_discriminator(d_path, arch, device=device)
     return PublishedGenerator(generator.eval(), card, discriminator, tuple(members))
 
@@ -172,21 +205,35 @@ def _load_generator_weights(path: Path, arch: GanArchitecture, device: str | tor
     return generator.to(device)
 
 
-def sample(published: PublishedGenerator, class_name: str, count: int, *, seed: int, keep: float | None = None, batch_size: int = 256) -> torch.Tensor:
+def sample(
+    published: PublishedGenerator,
+    class_name: str,
+    count: int,
+    *,
+    seed: int,
+    keep: float | None = None,
+    batch_size: int = 256,
+) -> torch.Tensor:
     """``count`` images of one class in [-1, 1], [N, 1, S, S]; reproducible from ``seed``. ``keep`` overrides the
     card's guided-sampling share (1: plain samples; < 1 needs the published discriminator). With members, the
     images come in equal shares from each generator in turn (the run's own first, drawing from ``seed``)."""
     if class_name not in published.classes:
-        raise ArtifactError(f"class {class_name!r} is not one this generator learned; choose one of {published.classes}")
+        raise ArtifactError(
+            f"class {class_name!r} is not one this generator learned; choose one of {published.classes}"
+        )
     keep = published.sampling_keep if keep is None else keep
     if keep < 1 and published.discriminator is None:
-        raise ArtifactError(f"guided sampling (keep {keep}) needs a discriminator: this generator was published without one; use keep 1")
+        raise ArtifactError(
+            f"guided sampling (keep {keep}) needs a discriminator: this generator was published without one; use keep 1"
+        )
     label = published.classes.index(class_name)
     generators = published.generators
     chunks = []
     for index, g in enumerate(generators):
         share = count // len(generators) + (index < count % len(generators))
-        gen = torch.Generator(device=next(g.parameters()).device).manual_seed(seed if index == 0 else seed * 1_000_003 + index)
+        gen = torch.Generator(device=next(g.parameters()).device).manual_seed(
+            seed if index == 0 else seed * 1_000_003 + index
+        )
         chunks += [
             draw(g, label, min(batch_size, share - start), gen=gen, keep=keep, discriminator=published.discriminator)
             for start in range(0, share, batch_size)

@@ -1,4 +1,5 @@
 """Render a generator's model card (a dict, also stored as JSON) as Markdown a person can read."""
+
 from __future__ import annotations
 
 
@@ -19,8 +20,12 @@ def privacy_statement(card: dict) -> str:
         f"{card['privacy']['accountant']}). The generator never saw real images; it was trained only against the DP-protected "
         f"discriminator{' and the noisy class feature means the sites released once' if card['privacy'].get('feature_release') else ''}, "
         "so it inherits the guarantee by post-processing."
-        + (" The discriminator published for guided sampling is that DP-protected discriminator (the average of the sites' "
-           "DP-SGD updates), covered by the same guarantee." if "discriminator_sha256" in card.get("sampling", {}) else "")
+        + (
+            " The discriminator published for guided sampling is that DP-protected discriminator (the average of the sites' "
+            "DP-SGD updates), covered by the same guarantee."
+            if "discriminator_sha256" in card.get("sampling", {})
+            else ""
+        )
     )
 
 
@@ -46,7 +51,12 @@ def render_model_card(card: dict) -> str:
             *_release_lines(p.get("feature_release")),
             "",
         ]
-    lines += ["## Sites", "", "| site | patients | images | rounds | DP steps | noise multiplier | sample rate | epsilon | delta |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    lines += [
+        "## Sites",
+        "",
+        "| site | patients | images | rounds | DP steps | noise multiplier | sample rate | epsilon | delta |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     for s in card.get("sites", []):
         lines.append(
             f"| {s['name']} | {s['patients']} | {s['images']} | {s['rounds']} | {s['steps']} | "
@@ -116,9 +126,14 @@ def _release_lines(release: dict | None) -> list[str]:
         f"noise multiplier {release['noise_multiplier']:.3f} (epsilon {release['epsilon_of_release_alone']} alone), "
         f"{release['sites']} site(s); G matches the class means of: {', '.join(release['matched_classes']) or 'none'}",
         *([_class_gap_words(release)] if release.get("class_gap_scale", 1.0) != 1.0 else []),
-        *([f"- noise-aware shrinkage of the released class means ({_SHRINKAGE_WORDS[release.get('shrinkage') or 'generator']}); "
-           "share of each deviation kept: " + ", ".join(f"{k} {v}" for k, v in release["shrinkage_kept"].items())]
-          if release.get("shrinkage_kept") else []),
+        *(
+            [
+                f"- noise-aware shrinkage of the released class means ({_SHRINKAGE_WORDS[release.get('shrinkage') or 'generator']}); "
+                "share of each deviation kept: " + ", ".join(f"{k} {v}" for k, v in release["shrinkage_kept"].items())
+            ]
+            if release.get("shrinkage_kept")
+            else []
+        ),
     ]
 
 
@@ -126,15 +141,21 @@ def _class_gap_words(release: dict) -> str:
     where = "the pixel block" if release.get("class_gap_block") == "pixels" else "every block"
     share = f"{release['class_gap_signal_share']:.0%} of the released class gaps' energy in {where} is signal"
     if release.get("class_gap_widened"):
-        return (f"- G matches the class means with their gaps from the classes' pooled mean widened x {release['class_gap_scale']:g} "
-                f"({_cap_words(release)}{share}; post-processing, no privacy cost)")
+        return (
+            f"- G matches the class means with their gaps from the classes' pooled mean widened x {release['class_gap_scale']:g} "
+            f"({_cap_words(release)}{share}; post-processing, no privacy cost)"
+        )
     return f"- G matches the class means as released: {share}, under the {release['class_gap_min_signal_share']:.0%} needed to widen the gaps x {release['class_gap_scale']:g}"
 
 
 def _cap_words(release: dict) -> str:
-    if release.get("class_gap_cap") != "median":  # absent from cards written before the cap existed: every class x scale
+    if (
+        release.get("class_gap_cap") != "median"
+    ):  # absent from cards written before the cap existed: every class x scale
         return ""
-    factors = ", ".join(f"{name} x {factor:.2f}" for name, factor in release["class_gap_factors"].items() if factor != 1.0)
+    factors = ", ".join(
+        f"{name} x {factor:.2f}" for name, factor in release["class_gap_factors"].items() if factor != 1.0
+    )
     return f"capped: no class moves further than the median class gap allows, {factors}; "
 
 
@@ -145,7 +166,9 @@ def _count_words(release: dict) -> str:
 
 def _embedding_words(release: dict) -> str:
     grid = release.get("pixel_grid") or 0
-    pixels = f"the images' {grid} x {grid} cell statistics ({release['pixel_share']:.0%} of the norm) and " if grid else ""
+    pixels = (
+        f"the images' {grid} x {grid} cell statistics ({release['pixel_share']:.0%} of the norm) and " if grid else ""
+    )
     return f"{pixels}public-pretrained D features"
 
 

@@ -1,4 +1,5 @@
 """A labelled grid of generated samples: one row per class (the picture a model card shows)."""
+
 from __future__ import annotations
 
 from pathlib import Path

@@ -3,6 +3,7 @@
 New UIDs for every study/series/instance, ImageType DERIVED\\SECONDARY, ConversionType SYN (synthetic image),
 SeriesDescription and ImageComments starting with SYNTHETIC, and no patient identifiers.
 """
+
 from __future__ import annotations
 
 from datetime import datetime, timezone
@@ -11,14 +12,23 @@ from pathlib import Path
 import numpy as np
 import pydicom
 from pydicom.dataset import FileDataset, FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian, PYDICOM_IMPLEMENTATION_UID, SecondaryCaptureImageStorage, generate_uid
+from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
 
 from cxr_fedsynth.common.atomic import atomic_path
 
 SYNTHETIC_PATIENT = "SYNTHETIC"
 
 
-def synthetic_dicom(image: np.ndarray, *, class_name: str, generator_name: str, private: bool, series_uid: str, study_uid: str, number: int) -> FileDataset:
+def synthetic_dicom(
+    image: np.ndarray,
+    *,
+    class_name: str,
+    generator_name: str,
+    private: bool,
+    series_uid: str,
+    study_uid: str,
+    number: int,
+) -> FileDataset:
     """A DICOM dataset for one uint8 image [S, S]."""
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
@@ -52,12 +62,22 @@ def synthetic_dicom(image: np.ndarray, *, class_name: str, generator_name: str, 
     return ds
 
 
-def write_synthetic_dicoms(images: np.ndarray, out_dir: Path, *, class_name: str, generator_name: str, private: bool, prefix: str) -> list[Path]:
+def write_synthetic_dicoms(
+    images: np.ndarray, out_dir: Path, *, class_name: str, generator_name: str, private: bool, prefix: str
+) -> list[Path]:
     """Write one DICOM file per image (atomically) into ``out_dir``, all in one new study and series."""
     study_uid, series_uid = generate_uid(), generate_uid()
     paths = []
     for i, image in enumerate(images):
-        ds = synthetic_dicom(image, class_name=class_name, generator_name=generator_name, private=private, series_uid=series_uid, study_uid=study_uid, number=i + 1)
+        ds = synthetic_dicom(
+            image,
+            class_name=class_name,
+            generator_name=generator_name,
+            private=private,
+            series_uid=series_uid,
+            study_uid=study_uid,
+            number=i + 1,
+        )
         path = Path(out_dir) / f"{prefix}_{i:05d}.dcm"
         with atomic_path(path) as tmp:
             pydicom.dcmwrite(tmp, ds, enforce_file_format=True)

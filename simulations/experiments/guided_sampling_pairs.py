@@ -9,6 +9,7 @@ discriminator from its checkpoint guides keep < 1), trains the TSTR classifier o
 within-class diversity), then per keep the means and the mean paired difference from the first keep. Sampling is
 post-processing of the run's DP outputs, so every keep has the run's epsilon.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -17,13 +18,13 @@ import statistics
 from dataclasses import replace
 from pathlib import Path
 
-from cxr_fedsynth.common.publish.artifacts import load_discriminator, load_generator
 from cxr_fedsynth.common.data.conditions import load_condition_set
+from cxr_fedsynth.common.data.site_data import load_labelled_images
 from cxr_fedsynth.common.evaluation.classifier import TrainSettings, predict_proba, train_classifier
 from cxr_fedsynth.common.evaluation.evaluate import synthetic_set
 from cxr_fedsynth.common.evaluation.fidelity import within_class_diversity
 from cxr_fedsynth.common.evaluation.utility import classification_metrics
-from cxr_fedsynth.common.data.site_data import load_labelled_images
+from cxr_fedsynth.common.publish.artifacts import load_discriminator, load_generator
 
 SAMPLES_PER_CLASS = 400
 
@@ -50,16 +51,30 @@ def main() -> None:
     print("| --- | ---: | ---: | ---: | ---: | --- |")
     for run in args.runs:
         published = load_generator(run)
-        published = replace(published, discriminator=load_discriminator(run / "checkpoint" / "checkpoint.safetensors", published.generator.arch))
+        published = replace(
+            published,
+            discriminator=load_discriminator(run / "checkpoint" / "checkpoint.safetensors", published.generator.arch),
+        )
         conditions = load_condition_set(published.card["condition_set"])
-        test = load_labelled_images(data, conditions, labels=run / "split" / "holdout.csv", image_size=published.generator.arch.image_size, show_progress=False)
+        test = load_labelled_images(
+            data,
+            conditions,
+            labels=run / "split" / "holdout.csv",
+            image_size=published.generator.arch.image_size,
+            show_progress=False,
+        )
         for seed in args.seeds:
             for keep in args.keep:
                 pn, macro, diversity = tstr(published, test, keep, seed)
                 results[keep].append((pn, macro))
-                print(f"| {run.name} | {seed} | {keep:g} | {pn:.3f} | {macro:.3f} | {' / '.join(f'{d:.2f}' for d in diversity)} |", flush=True)
+                print(
+                    f"| {run.name} | {seed} | {keep:g} | {pn:.3f} | {macro:.3f} | {' / '.join(f'{d:.2f}' for d in diversity)} |",
+                    flush=True,
+                )
     base = results[args.keep[0]]
-    print(f"\n| keep | pairs | TSTR pneumonia vs normal, mean | paired difference from keep {args.keep[0]:g} (s.e.) | TSTR macro, mean | paired difference (s.e.) |")
+    print(
+        f"\n| keep | pairs | TSTR pneumonia vs normal, mean | paired difference from keep {args.keep[0]:g} (s.e.) | TSTR macro, mean | paired difference (s.e.) |"
+    )
     print("| ---: | ---: | ---: | ---: | ---: | ---: |")
     for keep, rows in results.items():
         cells = []

@@ -10,6 +10,7 @@ with every ``--seed`` and tests it on the run's held-out patients (``split/holdo
 ``$CXR_SHARED_DATA/cxr128``). Prints one row per run and seed, then per n the means and the mean paired difference
 to the own generator and to n - 1 members. All are post-processing of the run's DP outputs: the same epsilon.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -19,14 +20,14 @@ from collections import defaultdict
 from dataclasses import replace
 from pathlib import Path
 
-from cxr_fedsynth.common.publish.artifacts import PublishedGenerator, load_generator
 from cxr_fedsynth.common.data.conditions import load_condition_set
+from cxr_fedsynth.common.data.image_cache import SiteImages
+from cxr_fedsynth.common.data.site_data import load_labelled_images
 from cxr_fedsynth.common.evaluation.classifier import TrainSettings, predict_proba, train_classifier
 from cxr_fedsynth.common.evaluation.evaluate import synthetic_set
 from cxr_fedsynth.common.evaluation.fidelity import within_class_diversity
 from cxr_fedsynth.common.evaluation.utility import classification_metrics
-from cxr_fedsynth.common.data.image_cache import SiteImages
-from cxr_fedsynth.common.data.site_data import load_labelled_images
+from cxr_fedsynth.common.publish.artifacts import PublishedGenerator, load_generator
 
 SAMPLES_PER_CLASS = 400
 
@@ -63,12 +64,21 @@ def main() -> None:
     for run in args.runs:
         published = load_generator(run)
         conditions = load_condition_set(published.card["condition_set"])
-        test = load_labelled_images(data, conditions, labels=run / "split" / "holdout.csv", image_size=published.generator.arch.image_size, show_progress=False)
+        test = load_labelled_images(
+            data,
+            conditions,
+            labels=run / "split" / "holdout.csv",
+            image_size=published.generator.arch.image_size,
+            show_progress=False,
+        )
         for seed in args.seeds:
             for count in range(1, len(published.generators) + 1):
                 pn, macro, diversity = tstr(first_members(published, count), test, seed)
                 scores[count][run.name, seed] = (pn, macro)
-                print(f"| {run.name} | {seed} | {count} | {pn:.3f} | {macro:.3f} | {' / '.join(f'{d:.2f}' for d in diversity)} |", flush=True)
+                print(
+                    f"| {run.name} | {seed} | {count} | {pn:.3f} | {macro:.3f} | {' / '.join(f'{d:.2f}' for d in diversity)} |",
+                    flush=True,
+                )
     print("\n| generators n | measure | runs x seeds | mean | paired difference to n = 1 (s.e.) | to n - 1 (s.e.) |")
     print("| ---: | --- | ---: | ---: | ---: | ---: |")
     for count in sorted(scores):
@@ -76,7 +86,11 @@ def main() -> None:
             keys = sorted(scores[count])
             row = [scores[count][key][k] for key in keys]
             to_own = _mean_difference([(scores[1][key][k], scores[count][key][k]) for key in keys]) if count > 1 else ""
-            to_previous = _mean_difference([(scores[count - 1][key][k], scores[count][key][k]) for key in keys]) if count > 1 else ""
+            to_previous = (
+                _mean_difference([(scores[count - 1][key][k], scores[count][key][k]) for key in keys])
+                if count > 1
+                else ""
+            )
             print(f"| {count} | {name} | {len(row)} | {statistics.mean(row):.3f} | {to_own} | {to_previous} |")
 
 

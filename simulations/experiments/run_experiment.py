@@ -8,6 +8,7 @@ simulations/nih_split/pyproject.toml). Data comes from ``$CXR_SHARED_DATA/cxr128
 sites' data and the held-out test patients), the simulation trains on private.csv (pretraining on public.csv
 when ``public-steps`` > 0), and ``cxr-evaluate`` tests on the held-out patients of the private sources.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -41,7 +42,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("config", type=Path)
     parser.add_argument("--out", type=Path, default=Path("runs"))
-    parser.add_argument("--repeat", type=int, default=1, help="repetition number: runs after the first get a -r<N> suffix (new DP noise)")
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="repetition number: runs after the first get a -r<N> suffix (new DP noise)",
+    )
     args = parser.parse_args()
     spec = tomllib.loads(args.config.read_text())
     experiment, run_config = spec.get("experiment", {}), dict(spec.get("run-config", {}))
@@ -50,18 +56,60 @@ def main() -> None:
     out = args.out.resolve()
     split = out / name / "split"
     num_sites = int(experiment.get("num-sites", 4))
-    split_keys = {k: v for k, v in run_config.items() if k in ("seed", "holdout-fraction", "partition", "dirichlet-alpha", "conditions")}
-    _run(["cxr-split", "--num-sites", str(num_sites), "--out", str(split), "--public-prefix", experiment.get("public-prefix", "nih_"),
-          "--run-config", _run_config({"data-dir": str(data), **split_keys})])
-    run_config.update({"data-dir": str(data), "labels": str(split / "private.csv"), "output-dir": str(out), "run-name": name})
+    split_keys = {
+        k: v
+        for k, v in run_config.items()
+        if k in ("seed", "holdout-fraction", "partition", "dirichlet-alpha", "conditions")
+    }
+    _run(
+        [
+            "cxr-split",
+            "--num-sites",
+            str(num_sites),
+            "--out",
+            str(split),
+            "--public-prefix",
+            experiment.get("public-prefix", "nih_"),
+            "--run-config",
+            _run_config({"data-dir": str(data), **split_keys}),
+        ]
+    )
+    run_config.update(
+        {"data-dir": str(data), "labels": str(split / "private.csv"), "output-dir": str(out), "run-name": name}
+    )
     if int(run_config.get("public-steps", 0)) > 0:
         run_config.update({"public-data": str(data), "public-labels": str(split / "public.csv")})
-    _run(["flwr", "run", str(APP), "--stream", "--federation-config", f"num-supernodes={num_sites} client-resources-num-cpus=1",
-          "--run-config", _run_config(run_config)])
+    _run(
+        [
+            "flwr",
+            "run",
+            str(APP),
+            "--stream",
+            "--federation-config",
+            f"num-supernodes={num_sites} client-resources-num-cpus=1",
+            "--run-config",
+            _run_config(run_config),
+        ]
+    )
     if not (out / name / "generator.safetensors").is_file():  # flwr run exits 0 even when the ServerApp failed
         sys.exit(f"{name}: no generator was published under {out / name}; see the log above")
-    _run(["cxr-evaluate", "--generator", str(out / name), "--real-train", str(data), "--train-labels", str(split / "train.csv"),
-          "--real-test", str(data), "--test-labels", str(split / "holdout.csv"), "--out", str(out / name / "evaluation")])
+    _run(
+        [
+            "cxr-evaluate",
+            "--generator",
+            str(out / name),
+            "--real-train",
+            str(data),
+            "--train-labels",
+            str(split / "train.csv"),
+            "--real-test",
+            str(data),
+            "--test-labels",
+            str(split / "holdout.csv"),
+            "--out",
+            str(out / name / "evaluation"),
+        ]
+    )
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@
 One row per run folder holding ``evaluation/evaluation.json``; runs repeated with ``--repeat`` (``-r2``,
 ``-r3``...) are also summarised together (mean and range over the repetitions) below the per-run rows.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -20,13 +21,17 @@ TRTS = "TRTS (train real, test synthetic)"  # evaluations since session 4
 
 def _row(evaluation: dict) -> dict[str, float]:
     tstr = evaluation["classifiers"][TSTR]
-    diversity = [v["synthetic"] for v in evaluation["within_class_diversity"].values() if not math.isnan(v["synthetic"])]
+    diversity = [
+        v["synthetic"] for v in evaluation["within_class_diversity"].values() if not math.isnan(v["synthetic"])
+    ]
     return {
         "pneumonia_vs_normal": tstr["pneumonia_vs_normal"]["auroc"],
         "macro": tstr["macro_auroc"],
         "fd": evaluation["fidelity"]["overall"]["fid"],
         "two_sample": evaluation["classifier_two_sample_accuracy"],
-        "two_sample_auroc": evaluation.get("classifier_two_sample_auroc", math.nan),  # absent from evaluations before session 13
+        "two_sample_auroc": evaluation.get(
+            "classifier_two_sample_auroc", math.nan
+        ),  # absent from evaluations before session 13
         "diversity_min": min(diversity),
         "diversity_max": max(diversity),
         "epsilon": evaluation["generator"]["claimed_epsilon"] or math.inf,
@@ -44,13 +49,17 @@ def main() -> None:
         name = path.parent.parent.name
         if not args.prefixes or name.startswith(tuple(args.prefixes)):
             rows[name] = _row(json.loads(path.read_text()))
-    print("| run | TSTR pneumonia vs normal | TSTR macro | TRTS pneumonia vs normal | FD | real-vs-synthetic acc. | AUROC | diversity | epsilon |")
+    print(
+        "| run | TSTR pneumonia vs normal | TSTR macro | TRTS pneumonia vs normal | FD | real-vs-synthetic acc. | AUROC | diversity | epsilon |"
+    )
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: |")
     for name, r in rows.items():
         trts = "-" if math.isnan(r["trts"]) else f"{r['trts']:.3f}"
         two_sample_auroc = "-" if math.isnan(r["two_sample_auroc"]) else f"{r['two_sample_auroc']:.2f}"
-        print(f"| {name} | {r['pneumonia_vs_normal']:.3f} | {r['macro']:.3f} | {trts} | {r['fd']:.1f} | {r['two_sample']:.2f} | {two_sample_auroc} | "
-              f"{r['diversity_min']:.2f}-{r['diversity_max']:.2f} | {r['epsilon']:.2f} |")
+        print(
+            f"| {name} | {r['pneumonia_vs_normal']:.3f} | {r['macro']:.3f} | {trts} | {r['fd']:.1f} | {r['two_sample']:.2f} | {two_sample_auroc} | "
+            f"{r['diversity_min']:.2f}-{r['diversity_max']:.2f} | {r['epsilon']:.2f} |"
+        )
     groups: dict[str, list[dict[str, float]]] = {}
     for name, r in rows.items():
         groups.setdefault(re.sub(r"-r\d+$", "", name), []).append(r)

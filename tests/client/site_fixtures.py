@@ -1,13 +1,14 @@
 """Shared helpers of the site tests: a simulated site's phantom records and freshly initialised G and D weights."""
+
 from __future__ import annotations
 
 import torch
 
-from cxr_fedsynth.common.publish.artifacts import clean_state_dict
-from cxr_fedsynth.common.experiment_config import ExperimentConfig
-from cxr_fedsynth.common.gan.models import build_models
 from cxr_fedsynth.common.data.records import ImageRecord
 from cxr_fedsynth.common.data.simulated_sites import read_run_dataset, split_records
+from cxr_fedsynth.common.experiment_config import ExperimentConfig
+from cxr_fedsynth.common.gan.models import build_models
+from cxr_fedsynth.common.publish.artifacts import clean_state_dict
 
 
 def first_site_records(config: ExperimentConfig) -> list[ImageRecord]:

@@ -1,4 +1,5 @@
 """``cxr-client check`` as a hospital runs it: JSON report, clear errors and exit codes, no traceback."""
+
 from __future__ import annotations
 
 import json
@@ -11,7 +12,10 @@ import pandas as pd
 
 def _run(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-c", "from client.cli import main; main()", *args], capture_output=True, text=True, timeout=300
+        [sys.executable, "-c", "from client.cli import main; main()", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
 
 

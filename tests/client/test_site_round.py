@@ -1,5 +1,6 @@
 """A site's round without Flower: reported epsilon equals an offline accountant; over-budget rounds are
 refused before any training; the ledger carries spend across runs."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -13,7 +14,16 @@ from cxr_fedsynth.common.privacy.accounting import epsilon_of
 from cxr_fedsynth.common.privacy.ledger import Budget, SiteLedger
 from tests.client.site_fixtures import first_site_records, initial_weights
 
-CONFIG = ExperimentConfig(image_size=32, phantom_patients=40, num_server_rounds=3, local_steps=2, batch_size=4, g_width=8, d_width=8, latent_dim=8)
+CONFIG = ExperimentConfig(
+    image_size=32,
+    phantom_patients=40,
+    num_server_rounds=3,
+    local_steps=2,
+    batch_size=4,
+    g_width=8,
+    d_width=8,
+    latent_dim=8,
+)
 PLAN = CONFIG.privacy_plan()
 
 
@@ -30,9 +40,13 @@ def test_reported_epsilon_equals_offline_accountant(site_records, tmp_path: Path
     site = Site("s", site_records, tmp_path / "ledger.json", Budget(CONFIG.target_epsilon, CONFIG.target_delta))
     state = RunPrivacyState()
     for round_number in (1, 2, 3):
-        reply, state = run_site_round(CONFIG, site, global_weights=_weights(), run_id="run-a", round_number=round_number, state=state, plan=PLAN)
+        reply, state = run_site_round(
+            CONFIG, site, global_weights=_weights(), run_id="run-a", round_number=round_number, state=state, plan=PLAN
+        )
         assert reply.status == "ok"
-        offline = epsilon_of([(state.noise_multiplier, state.sample_rate, CONFIG.local_steps)] * round_number, delta=CONFIG.target_delta)
+        offline = epsilon_of(
+            [(state.noise_multiplier, state.sample_rate, CONFIG.local_steps)] * round_number, delta=CONFIG.target_delta
+        )
         assert reply.metrics["epsilon"] == pytest.approx(offline, rel=1e-12)
     assert reply.metrics["epsilon"] <= CONFIG.target_epsilon
     assert reply.metrics["sample-rate"] == pytest.approx(CONFIG.batch_size / reply.metrics["num-examples"])
@@ -44,10 +58,14 @@ def test_over_budget_round_is_refused_before_training(site_records, tmp_path: Pa
     site = Site("s", site_records, ledger_path, Budget(CONFIG.target_epsilon, CONFIG.target_delta))
     state = RunPrivacyState()
     for round_number in (1, 2, 3):  # the whole planned run: spends (almost) the full budget
-        _, state = run_site_round(CONFIG, site, global_weights=_weights(), run_id="run-a", round_number=round_number, state=state, plan=PLAN)
+        _, state = run_site_round(
+            CONFIG, site, global_weights=_weights(), run_id="run-a", round_number=round_number, state=state, plan=PLAN
+        )
     spent = SiteLedger(ledger_path, site.budget).spent()
     # A second run on the same ledger (a restart, a new run): refused, and nothing more is recorded.
-    reply, _ = run_site_round(CONFIG, site, global_weights=_weights(), run_id="run-b", round_number=1, state=RunPrivacyState(), plan=PLAN)
+    reply, _ = run_site_round(
+        CONFIG, site, global_weights=_weights(), run_id="run-b", round_number=1, state=RunPrivacyState(), plan=PLAN
+    )
     assert reply.status == "refused" and reply.discriminator is None and "privacy budget" in reply.reason
     assert SiteLedger(ledger_path, site.budget).spent() == pytest.approx(spent)
     assert len(SiteLedger(ledger_path, site.budget).entries()) == 3
@@ -56,7 +74,15 @@ def test_over_budget_round_is_refused_before_training(site_records, tmp_path: Pa
 def test_without_dp_the_reply_says_not_private(site_records, tmp_path: Path) -> None:
     config = CONFIG.replace(dp=False)
     site = Site("s", site_records, tmp_path / "ledger.json", Budget(1.0, 1e-5))
-    reply, _ = run_site_round(config, site, global_weights=_weights(), run_id="r", round_number=1, state=RunPrivacyState(), plan=config.privacy_plan())
+    reply, _ = run_site_round(
+        config,
+        site,
+        global_weights=_weights(),
+        run_id="r",
+        round_number=1,
+        state=RunPrivacyState(),
+        plan=config.privacy_plan(),
+    )
     assert reply.status == "ok" and "NOT PRIVATE" in reply.reason and reply.metrics["epsilon"] == float("inf")
     assert not (tmp_path / "ledger.json").exists()
 

@@ -1,4 +1,5 @@
 """Run config in, typed config out: the Flower app's pyproject and the dataclass agree; bad keys are refused."""
+
 from __future__ import annotations
 
 import tomllib
@@ -54,7 +55,10 @@ def test_unknown_key_and_wrong_type_are_refused() -> None:
         ExperimentConfig.from_run_config({"feature-class-gap-cap": "max"})
     with pytest.raises(ConfigError, match="feature-pixel-grid is 0 .*feature-class-gap-scale=1"):
         ExperimentConfig.from_run_config({"feature-pixel-grid": 0})  # the default widens the pixel block's gaps
-    assert ExperimentConfig.from_run_config({"feature-pixel-grid": 0, "feature-class-gap-scale": 1.0}).feature_pixel_grid == 0
+    assert (
+        ExperimentConfig.from_run_config({"feature-pixel-grid": 0, "feature-class-gap-scale": 1.0}).feature_pixel_grid
+        == 0
+    )
     for keep in (0.0, 1.5):
         with pytest.raises(ConfigError, match=r"sampling-keep must be in \(0, 1\]"):
             ExperimentConfig.from_run_config({"sampling-keep": keep})

@@ -1,6 +1,7 @@
 """Hospital deployment on loopback: a SuperLink with TLS + node authentication, hospitals joining with
 ``cxr-client``, a site dying mid-run, restarts that keep the privacy ledger, and refusals. Every process is
 started by the test in its own process group and stopped by PID."""
+
 from __future__ import annotations
 
 import json
@@ -24,12 +25,33 @@ CLIENT = [sys.executable, "-c", "from client.cli import main; main()"]
 
 
 def _client(env: dict[str, str], *args: str, log: Path) -> subprocess.Popen:
-    return subprocess.Popen([*CLIENT, *args], env=env, cwd=REPO_ROOT, stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True)
+    return subprocess.Popen(
+        [*CLIENT, *args], env=env, cwd=REPO_ROOT, stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True
+    )
 
 
 def _join_args(cxr128: Path, labels: Path, link, key: Path, name: str, ledger: Path, budget: float) -> list[str]:
-    return ["--data", str(cxr128), "--labels", str(labels), "--superlink", link.address, "--root-certificates", str(link.ca),
-            "--auth-key", str(key), "--site-name", name, "--ledger", str(ledger), "--budget-epsilon", str(budget), "--port", str(free_port()), "--cpu"]
+    return [
+        "--data",
+        str(cxr128),
+        "--labels",
+        str(labels),
+        "--superlink",
+        link.address,
+        "--root-certificates",
+        str(link.ca),
+        "--auth-key",
+        str(key),
+        "--site-name",
+        name,
+        "--ledger",
+        str(ledger),
+        "--budget-epsilon",
+        str(budget),
+        "--port",
+        str(free_port()),
+        "--cpu",
+    ]
 
 
 def _wait_online(link, count: int, timeout: float = 90) -> None:
@@ -66,11 +88,39 @@ def federation(cxr128_dir: Path, tmp_path_factory: pytest.TempPathFactory):
 
 def test_client_without_tls_is_refused_unless_insecure(federation) -> None:
     f = federation
-    plain = subprocess.run([*CLIENT, "--data", str(f["cxr128"]), "--labels", str(f["labels"]["a"]), "--superlink", f["link"].address,
-                            "--ledger", str(f["root"] / "x.json")], env=f["env"], capture_output=True, text=True, timeout=120)
+    plain = subprocess.run(
+        [
+            *CLIENT,
+            "--data",
+            str(f["cxr128"]),
+            "--labels",
+            str(f["labels"]["a"]),
+            "--superlink",
+            f["link"].address,
+            "--ledger",
+            str(f["root"] / "x.json"),
+        ],
+        env=f["env"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert plain.returncode == 2 and "needs TLS and node authentication" in plain.stderr
-    insecure = _client(f["env"], "--data", str(f["cxr128"]), "--labels", str(f["labels"]["a"]), "--superlink", f["link"].address,
-                       "--ledger", str(f["root"] / "x.json"), "--insecure", "--port", str(free_port()), log=f["root"] / "insecure.log")
+    insecure = _client(
+        f["env"],
+        "--data",
+        str(f["cxr128"]),
+        "--labels",
+        str(f["labels"]["a"]),
+        "--superlink",
+        f["link"].address,
+        "--ledger",
+        str(f["root"] / "x.json"),
+        "--insecure",
+        "--port",
+        str(free_port()),
+        log=f["root"] / "insecure.log",
+    )
     try:
         insecure.wait(timeout=90)
     except subprocess.TimeoutExpired:
@@ -85,7 +135,13 @@ def test_client_without_tls_is_refused_unless_insecure(federation) -> None:
 
 def test_unregistered_key_is_refused(federation) -> None:
     f = federation
-    rogue = _client(f["env"], *_join_args(f["cxr128"], f["labels"]["a"], f["link"], f["keys"]["rogue"], "rogue", f["root"] / "rogue.json", 10), log=f["root"] / "rogue.log")
+    rogue = _client(
+        f["env"],
+        *_join_args(
+            f["cxr128"], f["labels"]["a"], f["link"], f["keys"]["rogue"], "rogue", f["root"] / "rogue.json", 10
+        ),
+        log=f["root"] / "rogue.log",
+    )
     try:
         code = rogue.wait(timeout=120)
     finally:
@@ -97,13 +153,33 @@ def test_unregistered_key_is_refused(federation) -> None:
 def test_two_hospitals_survive_a_dead_site_and_ledgers_survive_restarts(federation) -> None:
     f, link, root = federation, federation["link"], federation["root"]
     ledgers = {"a": root / "ledgers" / "a.json", "b": root / "ledgers" / "b.json"}
-    clients = {name: _client(f["env"], *_join_args(f["cxr128"], f["labels"][name], link, f["keys"][name], f"hospital-{name}", ledgers[name], 10), log=root / f"client-{name}.log") for name in ("a", "b")}
+    clients = {
+        name: _client(
+            f["env"],
+            *_join_args(f["cxr128"], f["labels"][name], link, f["keys"][name], f"hospital-{name}", ledgers[name], 10),
+            log=root / f"client-{name}.log",
+        )
+        for name in ("a", "b")
+    }
     try:
         _wait_online(link, 2)
         out = root / "out"
-        run = subprocess.Popen(["flwr", "run", "simulations/nih_split", "hospitalnet", "--stream", "--run-config",
-                                f"num-server-rounds=3 target-epsilon=4.0 output-dir='{out}' run-name='r1' {RUN}"],
-                               cwd=REPO_ROOT, env=link.env, stdout=(root / "run1.log").open("w"), stderr=subprocess.STDOUT, start_new_session=True)
+        run = subprocess.Popen(
+            [
+                "flwr",
+                "run",
+                "simulations/nih_split",
+                "hospitalnet",
+                "--stream",
+                "--run-config",
+                f"num-server-rounds=3 target-epsilon=4.0 output-dir='{out}' run-name='r1' {RUN}",
+            ],
+            cwd=REPO_ROOT,
+            env=link.env,
+            stdout=(root / "run1.log").open("w"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         deadline = time.monotonic() + 300
         while not (out / "r1" / "metrics.csv").is_file() and time.monotonic() < deadline:
             time.sleep(1)
@@ -111,7 +187,9 @@ def test_two_hospitals_survive_a_dead_site_and_ledgers_survive_restarts(federati
         run.wait(timeout=600)
         card = json.loads((out / "r1" / "model_card.json").read_text())
         metrics = pd.read_csv(out / "r1" / "metrics.csv")
-        assert card["rounds_completed"] == 3 and metrics["sites_failed"].sum() >= 1, (root / "run1.log").read_text()[-3000:]
+        assert card["rounds_completed"] == 3 and metrics["sites_failed"].sum() >= 1, (root / "run1.log").read_text()[
+            -3000:
+        ]
         assert metrics["sites_ok"].iloc[-1] == 1
         spent_b = json.loads(ledgers["b"].read_text())["entries"]
         assert 1 <= len(spent_b) <= 2  # round 1, and the round it died in if it had reserved it
@@ -119,17 +197,39 @@ def test_two_hospitals_survive_a_dead_site_and_ledgers_survive_restarts(federati
 
         # Restart both with the same ledgers: B continues its spend; A's new budget is too small for a round.
         spent_a = json.loads(ledgers["a"].read_text())["entries"][-1]["epsilon_after"]
-        clients["a"] = _client(f["env"], *_join_args(f["cxr128"], f["labels"]["a"], link, f["keys"]["a"], "hospital-a", ledgers["a"], spent_a + 0.01), log=root / "client-a2.log")
-        clients["b"] = _client(f["env"], *_join_args(f["cxr128"], f["labels"]["b"], link, f["keys"]["b"], "hospital-b", ledgers["b"], 10), log=root / "client-b2.log")
+        clients["a"] = _client(
+            f["env"],
+            *_join_args(
+                f["cxr128"], f["labels"]["a"], link, f["keys"]["a"], "hospital-a", ledgers["a"], spent_a + 0.01
+            ),
+            log=root / "client-a2.log",
+        )
+        clients["b"] = _client(
+            f["env"],
+            *_join_args(f["cxr128"], f["labels"]["b"], link, f["keys"]["b"], "hospital-b", ledgers["b"], 10),
+            log=root / "client-b2.log",
+        )
         _wait_online(link, 2)
         entries_a = len(json.loads(ledgers["a"].read_text())["entries"])
-        second = link.flwr("run", "simulations/nih_split", "hospitalnet", "--stream", "--run-config",
-                           f"num-server-rounds=1 target-epsilon=4.0 output-dir='{out}' run-name='r2' {RUN}")
+        second = link.flwr(
+            "run",
+            "simulations/nih_split",
+            "hospitalnet",
+            "--stream",
+            "--run-config",
+            f"num-server-rounds=1 target-epsilon=4.0 output-dir='{out}' run-name='r2' {RUN}",
+        )
         assert "hospital-a refused: privacy budget" in second.stdout, second.stdout[-3000:]
         assert len(json.loads(ledgers["a"].read_text())["entries"]) == entries_a, "a refused round must record nothing"
         runs_b = {e["run_id"] for e in json.loads(ledgers["b"].read_text())["entries"]}
         assert runs_b == {"r1", "r2"}
-        budget = subprocess.run([*CLIENT, "budget", "--ledger", str(ledgers["b"]), "--json"], capture_output=True, text=True, env=f["env"], timeout=60)
+        budget = subprocess.run(
+            [*CLIENT, "budget", "--ledger", str(ledgers["b"]), "--json"],
+            capture_output=True,
+            text=True,
+            env=f["env"],
+            timeout=60,
+        )
         summary = json.loads(budget.stdout)
         assert set(summary["runs"]) == {"r1", "r2"} and summary["spent_epsilon"] > summary["runs"]["r1"]["epsilon"]
         assert json.loads((out / "r2" / "model_card.json").read_text())["sites"][0]["name"] == "hospital-b"

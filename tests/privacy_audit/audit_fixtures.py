@@ -1,4 +1,5 @@
 """Folders for audit tests: disjoint patient groups from the real cxr128 set, and synthetic sets built from them."""
+
 from __future__ import annotations
 
 import shutil
@@ -8,8 +9,8 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from cxr_fedsynth.common.publish.artifacts import publish_generator
 from cxr_fedsynth.common.gan.models import GanArchitecture, build_models
+from cxr_fedsynth.common.publish.artifacts import publish_generator
 
 CLASSES = ["No Finding", "Pneumonia", "COVID-19", "Other Finding"]
 
@@ -53,9 +54,21 @@ def synthetic_folder(cxr128: Path, rows: pd.DataFrame, folder: Path, *, noise: f
 def tiny_generator(folder: Path, *, size: int = 32, private: bool = True) -> Path:
     generator, _ = build_models(GanArchitecture(image_size=size, num_classes=4, latent_dim=8, g_width=8), seed=0)
     card = {
-        "run_name": "audit-test", "created": "now", "private": private, "classes": CLASSES, "condition_set": "coarse",
-        "rounds_planned": 1, "rounds_completed": 1,
-        "privacy": {"dp": private, "unit": "patient", "accountant": "rdp", "target_epsilon": 1.0, "delta": 1e-5, "max_grad_norm": 1.0},
+        "run_name": "audit-test",
+        "created": "now",
+        "private": private,
+        "classes": CLASSES,
+        "condition_set": "coarse",
+        "rounds_planned": 1,
+        "rounds_completed": 1,
+        "privacy": {
+            "dp": private,
+            "unit": "patient",
+            "accountant": "rdp",
+            "target_epsilon": 1.0,
+            "delta": 1e-5,
+            "max_grad_norm": 1.0,
+        },
         "sites": [{"name": "a", "patients": 1, "images": 1, "rounds": 1, "steps": 1, "epsilon": 1.0, "delta": 1e-5}],
         "data": {"description": "test", "patients": 1, "images": 1, "class_images": {c: 0 for c in CLASSES}},
         "training": {"loss": "hinge"},

@@ -1,4 +1,5 @@
 """Audit maths on small fixtures with hand-computed answers."""
+
 from __future__ import annotations
 
 import math
@@ -6,10 +7,17 @@ import math
 import numpy as np
 import pytest
 
+from cxr_fedsynth.common.evaluation.neighbours import count_within, nearest_neighbours
 from cxr_fedsynth.privacy_audit import attacks
 from cxr_fedsynth.privacy_audit.memorization import distance_to_closest_record, find_copies
-from cxr_fedsynth.common.evaluation.neighbours import count_within, nearest_neighbours
-from cxr_fedsynth.privacy_audit.roc import auc, clopper_pearson, empirical_epsilon, evaluate_attack, roc_curve, tpr_at_fpr
+from cxr_fedsynth.privacy_audit.roc import (
+    auc,
+    clopper_pearson,
+    empirical_epsilon,
+    evaluate_attack,
+    roc_curve,
+    tpr_at_fpr,
+)
 
 
 def test_blockwise_neighbours_equal_brute_force() -> None:
@@ -47,6 +55,7 @@ def test_empirical_epsilon_zero_at_chance_and_bounded_by_sample_size() -> None:
     assert empirical_epsilon(rng.normal(size=1000), labels, delta=1e-5) == 0.0
     perfect = np.r_[np.ones(500), np.zeros(500)]
     eps = empirical_epsilon(perfect, labels, delta=1e-5)
+
     # Best possible with 500 non-members: TPR_low / FPR_high of the Clopper-Pearson bounds for 500/500 and 0/500,
     # at a level between the uncorrected 0.05 and the fully Bonferroni-corrected 0.05 / 50.
     def bound(alpha: float) -> float:
@@ -60,7 +69,9 @@ def test_gan_leaks_and_monte_carlo_by_hand() -> None:
     candidates = np.array([[0.0, 1.0], [10.0, 3.0], [5.0, 0.0]])
     assert np.allclose(attacks.gan_leaks(candidates, generated), [-1.0, -3.0, -5.0])
     reference = np.array([[0.0, 2.0]])
-    assert np.allclose(attacks.gan_leaks_calibrated(candidates, generated, reference), [1 - 1, np.hypot(10, 1) - 3, np.hypot(5, 2) - 5])
+    assert np.allclose(
+        attacks.gan_leaks_calibrated(candidates, generated, reference), [1 - 1, np.hypot(10, 1) - 3, np.hypot(5, 2) - 5]
+    )
     # radius = median of (1, 3, 5) = 3: candidate 0 reaches one sample, 1 reaches one, 2 none.
     assert np.allclose(attacks.monte_carlo(candidates, generated), [0.5, 0.5, 0.0])
 

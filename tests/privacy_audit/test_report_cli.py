@@ -1,5 +1,6 @@
 """``privacy-audit report`` end to end on real X-rays: a memorizing 'generator' fails, an independent one
 passes, exit codes follow the policy, and the HTML verdict table is visible in headless Chromium."""
+
 from __future__ import annotations
 
 import json
@@ -10,7 +11,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from safetensors.torch import save_file
 
 from cxr_fedsynth.common.gan.models import GanArchitecture, build_models
@@ -31,14 +31,32 @@ def audit_inputs(cxr128_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> 
 
 
 def _audit(inputs: dict[str, Path], out: Path, *extra: str) -> tuple[int, dict, str]:
-    args = ["report", "--generator", str(inputs["generator"]), "--train", str(inputs["train"]), "--holdout", str(inputs["holdout"]), "--out", str(out), *extra]
-    result = subprocess.run([sys.executable, "-c", "from privacy_audit.cli import main; main()", *args], capture_output=True, text=True, timeout=600)
+    args = [
+        "report",
+        "--generator",
+        str(inputs["generator"]),
+        "--train",
+        str(inputs["train"]),
+        "--holdout",
+        str(inputs["holdout"]),
+        "--out",
+        str(out),
+        *extra,
+    ]
+    result = subprocess.run(
+        [sys.executable, "-c", "from privacy_audit.cli import main; main()", *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     report = json.loads((out / "report.json").read_text()) if (out / "report.json").is_file() else {}
     return result.returncode, report, result.stdout + result.stderr
 
 
 def test_memorizing_generator_fails_with_copies_and_auc_near_one(audit_inputs: dict[str, Path]) -> None:
-    code, report, output = _audit(audit_inputs, audit_inputs["root"] / "r-replay", "--synthetic", str(audit_inputs["replay"]))
+    code, report, output = _audit(
+        audit_inputs, audit_inputs["root"] / "r-replay", "--synthetic", str(audit_inputs["replay"])
+    )
     assert code == 1, output
     assert report["memorization"]["overall"]["pixel"]["copies"] >= 70
     gan_leaks = next(a for a in report["attacks"]["overall"] if a["name"].startswith("GAN-Leaks (full"))
@@ -53,7 +71,9 @@ def test_independent_generator_passes(audit_inputs: dict[str, Path]) -> None:
     _, discriminator = build_models(GanArchitecture(image_size=32, num_classes=4, latent_dim=8, g_width=8), seed=1)
     checkpoint = audit_inputs["root"] / "checkpoint.safetensors"
     save_file({f"discriminator.{k}": v.contiguous() for k, v in discriminator.state_dict().items()}, str(checkpoint))
-    code, report, output = _audit(audit_inputs, audit_inputs["root"] / "r-indep", "--samples", "200", "--discriminator", str(checkpoint))
+    code, report, output = _audit(
+        audit_inputs, audit_inputs["root"] / "r-indep", "--samples", "200", "--discriminator", str(checkpoint)
+    )
     assert code == 0, output
     names = [a["name"] for a in report["attacks"]["overall"]]
     assert any(n.startswith("LOGAN") for n in names) and len(names) == 5
@@ -78,14 +98,29 @@ def test_html_verdict_table_is_visible_in_headless_chromium(audit_inputs: dict[s
     out = audit_inputs["root"] / "r-replay"
     if not (out / "report.html").is_file():
         _audit(audit_inputs, out, "--synthetic", str(audit_inputs["replay"]))
-    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-             "--disable-component-update", "--disable-sync", f"--user-data-dir={tmp_path / 'profile'}"]
-    dom = subprocess.run([chromium, *flags, "--dump-dom", (out / "report.html").as_uri()], capture_output=True, text=True, timeout=120)
+    flags = [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={tmp_path / 'profile'}",
+    ]
+    dom = subprocess.run(
+        [chromium, *flags, "--dump-dom", (out / "report.html").as_uri()], capture_output=True, text=True, timeout=120
+    )
     assert "Overall verdict" in dom.stdout and "near-copies (pixel)" in dom.stdout
     shot = tmp_path / "report.png"
-    subprocess.run([chromium, *flags, f"--screenshot={shot}", "--window-size=1200,900", (out / "report.html").as_uri()], capture_output=True, timeout=120)
-    from PIL import Image
+    subprocess.run(
+        [chromium, *flags, f"--screenshot={shot}", "--window-size=1200,900", (out / "report.html").as_uri()],
+        capture_output=True,
+        timeout=120,
+    )
     import numpy as np
+    from PIL import Image
 
     with Image.open(shot) as img:
         pixels = np.asarray(img.convert("RGB")).reshape(-1, 3).astype(int)

@@ -1,6 +1,7 @@
 """Public pretraining: the server trains G and D on a public set before round 1, the model card names the set
 (never its path), a restarted server does not pretrain twice, and ``cxr-split --public-prefix`` keeps public
 and private patients apart."""
+
 from __future__ import annotations
 
 import json
@@ -11,24 +12,44 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from cxr_fedsynth.common.publish.artifacts import clean_state_dict
-from cxr_fedsynth.common.errors import ConfigError
-from cxr_fedsynth.common.experiment_config import ExperimentConfig
 from cxr_fedsynth.common.data.phantoms import PhantomSpec, generate_phantom_dataset
 from cxr_fedsynth.common.data.split_cli import cli as split_cli
+from cxr_fedsynth.common.errors import ConfigError
+from cxr_fedsynth.common.experiment_config import ExperimentConfig
+from cxr_fedsynth.common.publish.artifacts import clean_state_dict
 from cxr_fedsynth.server.federated_gan import FederatedGanServer
 from cxr_fedsynth.server.public_pretraining import pretrain_on_public
 
-SMALL = dict(image_size=32, phantom_patients=24, num_server_rounds=1, local_steps=1, g_steps=2, batch_size=4, g_batch_size=4, g_width=8, d_width=8, latent_dim=8)
+SMALL = dict(
+    image_size=32,
+    phantom_patients=24,
+    num_server_rounds=1,
+    local_steps=1,
+    g_steps=2,
+    batch_size=4,
+    g_batch_size=4,
+    g_width=8,
+    d_width=8,
+    latent_dim=8,
+)
 
 
 @pytest.fixture(scope="module")
 def phantom_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return generate_phantom_dataset(tmp_path_factory.mktemp("public") / "set", PhantomSpec(num_patients=20, images_per_patient=2, image_size=32, seed=3))
+    return generate_phantom_dataset(
+        tmp_path_factory.mktemp("public") / "set",
+        PhantomSpec(num_patients=20, images_per_patient=2, image_size=32, seed=3),
+    )
 
 
 def test_pretraining_moves_g_and_d_and_the_card_names_the_public_set(tmp_path: Path, phantom_dir: Path) -> None:
-    config = ExperimentConfig(**SMALL, output_dir=str(tmp_path), public_data=str(phantom_dir), public_steps=3, public_name="Phantom public set")
+    config = ExperimentConfig(
+        **SMALL,
+        output_dir=str(tmp_path),
+        public_data=str(phantom_dir),
+        public_steps=3,
+        public_name="Phantom public set",
+    )
     server = FederatedGanServer(config, run_name="pre")
     before_g = {k: v.clone() for k, v in clean_state_dict(server.g_trainer.generator).items()}
     before_d = {k: v.clone() for k, v in clean_state_dict(server.discriminator).items()}
@@ -43,10 +64,14 @@ def test_pretraining_moves_g_and_d_and_the_card_names_the_public_set(tmp_path: P
     assert str(phantom_dir) not in json.dumps(card), "the card never records local paths"
     server._checkpoint(0)
     resumed = FederatedGanServer(config, run_name="pre")
-    assert resumed.public == server.public and resumed.start_round == 1, "a restart keeps the pretraining, does not redo it"
+    assert resumed.public == server.public and resumed.start_round == 1, (
+        "a restart keeps the pretraining, does not redo it"
+    )
 
 
-def test_a_later_run_reuses_an_identical_pretraining_and_only_that(tmp_path: Path, phantom_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_later_run_reuses_an_identical_pretraining_and_only_that(
+    tmp_path: Path, phantom_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     config = ExperimentConfig(**SMALL, output_dir=str(tmp_path), public_data=str(phantom_dir), public_steps=3)
     first = FederatedGanServer(config, run_name="first")
     first._pretrain_on_public()
@@ -77,18 +102,41 @@ def test_public_pretraining_settings_and_the_auto_site_layers() -> None:
     assert not without.pretrains_on_public and without.discriminator_settings().trained_layers == "all"
     with_public = ExperimentConfig(public_data="/somewhere")
     assert with_public.pretrains_on_public and with_public.discriminator_settings().trained_layers == "heads"
-    assert ExperimentConfig(public_data="/somewhere", d_site_layers="all").discriminator_settings().trained_layers == "all"
+    assert (
+        ExperimentConfig(public_data="/somewhere", d_site_layers="all").discriminator_settings().trained_layers == "all"
+    )
 
 
 def test_split_writes_disjoint_public_and_private_tables(tmp_path: Path, phantom_dir: Path) -> None:
     out = tmp_path / "split"
-    result = CliRunner().invoke(split_cli, ["--num-sites", "2", "--out", str(out), "--public-prefix", "phantom_0000", "--run-config", f"data-dir='{phantom_dir}'"])
+    result = CliRunner().invoke(
+        split_cli,
+        [
+            "--num-sites",
+            "2",
+            "--out",
+            str(out),
+            "--public-prefix",
+            "phantom_0000",
+            "--run-config",
+            f"data-dir='{phantom_dir}'",
+        ],
+    )
     assert result.exit_code == 0, result.output
     public, private = pd.read_csv(out / "public.csv"), pd.read_csv(out / "private.csv")
     assert len(public) == 20 and len(private) == 20  # patients 0-9 public, 10-19 private
     assert not set(public["Patient ID"]) & set(private["Patient ID"])
     seen = pd.concat([pd.read_csv(out / "train.csv"), pd.read_csv(out / "holdout.csv")])
     assert set(seen["Image Index"]) == set(private["Image Index"]), "sites and holdout come from the private rows only"
-    bad = CliRunner().invoke(split_cli, ["--out", str(tmp_path / "bad"), "--public-prefix", "phantom_00000_000", "--run-config", f"data-dir='{phantom_dir}'"])
+    bad = CliRunner().invoke(
+        split_cli,
+        [
+            "--out",
+            str(tmp_path / "bad"),
+            "--public-prefix",
+            "phantom_00000_000",
+            "--run-config",
+            f"data-dir='{phantom_dir}'",
+        ],
+    )
     assert bad.exit_code != 0 and "public and private images" in str(bad.exception)
-

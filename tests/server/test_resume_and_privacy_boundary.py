@@ -1,4 +1,5 @@
 """A restarted server resumes from its checkpoint; a site's reply carries only DP weights and aggregates."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -6,14 +7,25 @@ from pathlib import Path
 import torch
 
 from cxr_fedsynth.client.site_round import RunPrivacyState, Site, run_site_round
-from cxr_fedsynth.common.publish.artifacts import clean_state_dict
+from cxr_fedsynth.common.data.simulated_sites import read_run_dataset, split_records
 from cxr_fedsynth.common.experiment_config import ExperimentConfig
 from cxr_fedsynth.common.gan.models import build_models
-from cxr_fedsynth.common.data.simulated_sites import read_run_dataset, split_records
 from cxr_fedsynth.common.privacy.ledger import Budget
+from cxr_fedsynth.common.publish.artifacts import clean_state_dict
 from cxr_fedsynth.server.federated_gan import FederatedGanServer, SiteStats
 
-CONFIG = ExperimentConfig(image_size=32, phantom_patients=24, num_server_rounds=3, local_steps=1, g_steps=2, batch_size=4, g_batch_size=4, g_width=8, d_width=8, latent_dim=8)
+CONFIG = ExperimentConfig(
+    image_size=32,
+    phantom_patients=24,
+    num_server_rounds=3,
+    local_steps=1,
+    g_steps=2,
+    batch_size=4,
+    g_batch_size=4,
+    g_width=8,
+    d_width=8,
+    latent_dim=8,
+)
 
 
 def test_restarted_server_resumes_after_the_last_checkpoint(tmp_path: Path) -> None:
@@ -25,7 +37,9 @@ def test_restarted_server_resumes_after_the_last_checkpoint(tmp_path: Path) -> N
     first._checkpoint(1)
     second = FederatedGanServer(config, run_name="resume")
     assert second.start_round == 2 and second.sites["x"].epsilon == 1.5 and second.metric_rows == first.metric_rows
-    for a, b in zip(clean_state_dict(first.g_trainer.generator).values(), clean_state_dict(second.g_trainer.generator).values()):
+    for a, b in zip(
+        clean_state_dict(first.g_trainer.generator).values(), clean_state_dict(second.g_trainer.generator).values()
+    ):
         assert torch.equal(a, b)
     assert second.g_trainer.optimizer.state_dict()["state"], "G's Adam moments come back too"
     fresh = FederatedGanServer(config, run_name="other")
@@ -44,8 +58,12 @@ def test_released_feature_targets_survive_a_restart(tmp_path: Path) -> None:
     first._checkpoint(1)
     second = FederatedGanServer(config, run_name="resume")
     assert second.feature_release == {"sites": 1} and second.matcher is not None
-    assert torch.equal(second.matcher.targets, first.matcher.targets) and torch.equal(second.matcher.patients, first.matcher.patients)
-    assert second.matcher.matched_classes.tolist() == [True, True, True, False], "the noise-aware matching survives a restart"
+    assert torch.equal(second.matcher.targets, first.matcher.targets) and torch.equal(
+        second.matcher.patients, first.matcher.patients
+    )
+    assert second.matcher.matched_classes.tolist() == [True, True, True, False], (
+        "the noise-aware matching survives a restart"
+    )
     assert not torch.equal(second.matcher.features[0].weight, second.discriminator.features[0].weight)
 
 
@@ -54,10 +72,33 @@ def test_reply_holds_only_dp_weights_and_aggregate_metrics(tmp_path: Path) -> No
     site = Site("s", per_site[0], tmp_path / "ledger.json", Budget(10.0, 1e-5))
     g, d = build_models(CONFIG.architecture(4), seed=0)
     weights = {"generator": clean_state_dict(g), "discriminator": clean_state_dict(d)}
-    reply, _ = run_site_round(CONFIG, site, global_weights=weights, run_id="r", round_number=1, state=RunPrivacyState(), plan=CONFIG.privacy_plan())
+    reply, _ = run_site_round(
+        CONFIG,
+        site,
+        global_weights=weights,
+        run_id="r",
+        round_number=1,
+        state=RunPrivacyState(),
+        plan=CONFIG.privacy_plan(),
+    )
     assert set(reply.discriminator) == set(clean_state_dict(d))
-    assert all(t.shape == clean_state_dict(d)[k].shape for k, t in reply.discriminator.items()), "weights only, no per-sample tensors"
-    allowed = {"num-examples", "num-images", "d-loss", "real-score", "fake-score", "aux-accuracy", "local-steps", "epsilon", "epsilon-total", "delta", "noise-multiplier", "sample-rate"}
+    assert all(t.shape == clean_state_dict(d)[k].shape for k, t in reply.discriminator.items()), (
+        "weights only, no per-sample tensors"
+    )
+    allowed = {
+        "num-examples",
+        "num-images",
+        "d-loss",
+        "real-score",
+        "fake-score",
+        "aux-accuracy",
+        "local-steps",
+        "epsilon",
+        "epsilon-total",
+        "delta",
+        "noise-multiplier",
+        "sample-rate",
+    }
     assert set(reply.metrics) - allowed == {f"class-{i}-images" for i in range(4)}
     assert all(isinstance(v, float) for v in reply.metrics.values())
     texts = [reply.reason, *[r.path.name for r in site.records]]

@@ -4,6 +4,7 @@ Rule (documented in every YAML file): a row's findings are tested against the cl
 order; the first class whose ``findings`` intersect the row's findings wins, ``"*"`` matches any row not
 matched earlier, and a row that matches nothing is skipped (and counted) by the readers.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass

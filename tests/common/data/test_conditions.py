@@ -1,4 +1,5 @@
 """Condition sets: built-ins load, the multi-label rule, YAML errors."""
+
 from __future__ import annotations
 
 from pathlib import Path

@@ -1,4 +1,5 @@
 """DICOM decoding on every real sample, LUT/window maths on a constructed file, and every bad-DICOM case."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -9,8 +10,8 @@ import pytest
 from pydicom.uid import ExplicitVRLittleEndian
 
 from cxr_fedsynth.common.data.dicom_io import read_dicom
-from cxr_fedsynth.common.errors import DataError
 from cxr_fedsynth.common.data.image_io import read_grayscale
+from cxr_fedsynth.common.errors import DataError
 
 SIIM = "siim_1.2.276.0.7230010.3.1.4.8323329.6904.1517875201.850819.dcm"
 SIIM_MONO1 = "siim_Fake_MONOHR1.dcm"
@@ -28,7 +29,9 @@ def _spine_minus_lungs(image: np.ndarray) -> float:
 
 
 @pytest.mark.parametrize("name, shape", [(SIIM, (1024, 1024)), (NIH_GCP, (1024, 1024)), (CR_MONO1, (440, 440))])
-def test_real_samples_decode_to_full_range_with_bright_spine(dicom_dir: Path, name: str, shape: tuple[int, int]) -> None:
+def test_real_samples_decode_to_full_range_with_bright_spine(
+    dicom_dir: Path, name: str, shape: tuple[int, int]
+) -> None:
     image = read_grayscale(dicom_dir / name)
     assert image.shape == shape and image.dtype == np.uint8
     assert image.min() == 0 and image.max() == 255
@@ -79,7 +82,14 @@ def test_modality_lut_and_window_applied_to_12_bit_data(dicom_dir: Path, tmp_pat
     assert np.abs(image[0][inside] - expected).max() < 4
 
 
-@pytest.mark.parametrize("tag, value, words", [("Modality", "CT", "Modality is CT"), ("Modality", "MR", "Modality is MR"), ("BodyPartExamined", "HEAD", "BodyPartExamined is HEAD")])
+@pytest.mark.parametrize(
+    "tag, value, words",
+    [
+        ("Modality", "CT", "Modality is CT"),
+        ("Modality", "MR", "Modality is MR"),
+        ("BodyPartExamined", "HEAD", "BodyPartExamined is HEAD"),
+    ],
+)
 def test_non_chest_refused_unless_overridden(dicom_dir: Path, tmp_path: Path, tag: str, value: str, words: str) -> None:
     ds = _base_dataset(dicom_dir)
     setattr(ds, tag, value)

@@ -1,4 +1,5 @@
 """The preprocessed-image cache: reuse, invalidation by content and parameters, damaged entries."""
+
 from __future__ import annotations
 
 import shutil

@@ -1,4 +1,5 @@
 """PNG/JPEG in every mode to 8-bit gray, and bad raster files."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -7,8 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cxr_fedsynth.common.errors import DataError
 from cxr_fedsynth.common.data.image_io import read_grayscale
+from cxr_fedsynth.common.errors import DataError
 
 GRADIENT = np.tile(np.arange(256, dtype=np.uint8), (16, 1))
 

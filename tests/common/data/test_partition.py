@@ -1,4 +1,5 @@
 """Patient-level partitioning: invariants on the full NIH table, determinism, label skew, by source."""
+
 from __future__ import annotations
 
 import time
@@ -11,8 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cxr_fedsynth.common.data.conditions import load_condition_set
-from cxr_fedsynth.common.errors import ConfigError
 from cxr_fedsynth.common.data.partition import PartitionSpec, partition_by_patient
+from cxr_fedsynth.common.errors import ConfigError
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +33,9 @@ def test_full_nih_table_into_100_sites(nih_table: pd.DataFrame) -> None:
     assert len(nih_table) == 112_120 and nih_table["Patient ID"].nunique() == 30_805
     for scheme in ("iid", "dirichlet"):
         start = time.perf_counter()
-        sites = partition_by_patient(nih_table["Patient ID"], nih_table["label"], PartitionSpec(100, scheme, 0.5, seed=1))
+        sites = partition_by_patient(
+            nih_table["Patient ID"], nih_table["label"], PartitionSpec(100, scheme, 0.5, seed=1)
+        )
         assert time.perf_counter() - start < 10, "partitioning 112k rows must take seconds, not minutes"
         assert sites.shape == (112_120,) and set(np.unique(sites)) == set(range(100))
         _assert_patient_disjoint(nih_table["Patient ID"], sites)
@@ -50,7 +53,9 @@ def test_iid_balances_patients_and_is_deterministic(nih_table: pd.DataFrame) -> 
 
 def test_dirichlet_skews_labels_more_than_iid(nih_table: pd.DataFrame) -> None:
     def spread(scheme: str, alpha: float) -> float:
-        sites = partition_by_patient(nih_table["Patient ID"], nih_table["label"], PartitionSpec(10, scheme, alpha, seed=3))
+        sites = partition_by_patient(
+            nih_table["Patient ID"], nih_table["label"], PartitionSpec(10, scheme, alpha, seed=3)
+        )
         shares = pd.crosstab(sites, nih_table["label"].fillna(-1), normalize="index")
         return float(shares.std(axis=0).mean())
 

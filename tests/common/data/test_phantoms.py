@@ -1,4 +1,5 @@
 """The embedded phantom dataset: readable through the normal data path, deterministic, class-specific."""
+
 from __future__ import annotations
 
 from pathlib import Path

@@ -1,4 +1,5 @@
 """Reading a site folder: NIH-style tables, class folders, DICOM + UID table, and every bad-input case."""
+
 from __future__ import annotations
 
 import os
@@ -10,16 +11,20 @@ import pydicom
 import pytest
 
 from cxr_fedsynth.common.data.conditions import load_condition_set
-from cxr_fedsynth.common.errors import ConfigError, DataError
 from cxr_fedsynth.common.data.patients import PER_IMAGE
 from cxr_fedsynth.common.data.site_data import read_site
+from cxr_fedsynth.common.errors import ConfigError, DataError
 
 COARSE = load_condition_set("coarse")
 
 
 def _small_site(cxr128_dir: Path, tmp_path: Path, n: int = 12) -> tuple[Path, pd.DataFrame]:
     """A site folder with n real images and an NIH-style table (copied into tmp, never into the repo)."""
-    table = pd.read_csv(cxr128_dir / "metadata.csv", dtype=str, keep_default_na=False).sample(n, random_state=0).reset_index(drop=True)
+    table = (
+        pd.read_csv(cxr128_dir / "metadata.csv", dtype=str, keep_default_na=False)
+        .sample(n, random_state=0)
+        .reset_index(drop=True)
+    )
     site = tmp_path / "site"
     site.mkdir()
     for name in table["Image Index"]:
@@ -40,7 +45,9 @@ def test_real_table_matches_the_published_coarse_labels(cxr128_dir: Path) -> Non
 def test_missing_required_column(tmp_path: Path) -> None:
     (tmp_path / "a.png").write_bytes(b"x")
     pd.DataFrame({"Image Index": ["a.png"], "Labels": ["No Finding"]}).to_csv(tmp_path / "labels.csv", index=False)
-    with pytest.raises(DataError, match=r"labels.csv: label table is missing required column\(s\) \['Finding Labels'\]"):
+    with pytest.raises(
+        DataError, match=r"labels.csv: label table is missing required column\(s\) \['Finding Labels'\]"
+    ):
         read_site(tmp_path, COARSE)
 
 
@@ -134,12 +141,18 @@ def test_kaggle_class_folder_layout(cxr128_dir: Path, tmp_path: Path) -> None:
 
 
 def test_dicoms_with_table_keyed_by_sop_instance_uid(dicom_dir: Path, tmp_path: Path) -> None:
-    for name in ("nih_gcp_1.3.6.1.4.1.11129.5.5.110503645592756492463169821050252582267888.dcm", "CR-MONO1-10-chest.dcm"):
+    for name in (
+        "nih_gcp_1.3.6.1.4.1.11129.5.5.110503645592756492463169821050252582267888.dcm",
+        "CR-MONO1-10-chest.dcm",
+    ):
         shutil.copy(dicom_dir / name, tmp_path / name)
-    uids = [str(pydicom.dcmread(p, force=True, stop_before_pixels=True).SOPInstanceUID) for p in sorted(tmp_path.glob("*.dcm"))]
-    pd.DataFrame({"SOPInstanceUID": uids + ["1.2.3.4"], "Finding Labels": ["Effusion", "No Finding", "Pneumonia"]}).to_csv(
-        tmp_path / "labels.csv", index=False
-    )
+    uids = [
+        str(pydicom.dcmread(p, force=True, stop_before_pixels=True).SOPInstanceUID)
+        for p in sorted(tmp_path.glob("*.dcm"))
+    ]
+    pd.DataFrame(
+        {"SOPInstanceUID": uids + ["1.2.3.4"], "Finding Labels": ["Effusion", "No Finding", "Pneumonia"]}
+    ).to_csv(tmp_path / "labels.csv", index=False)
     result = read_site(tmp_path, COARSE)
     by_name = {r.path.name: r for r in result.records}
     assert COARSE.names[by_name["CR-MONO1-10-chest.dcm"].condition] == "Other Finding"

@@ -1,5 +1,6 @@
 """``cxr-evaluate`` on real X-rays: the real-data classifier works, an untrained generator is judged useless,
 and the DP-SGD baseline is trained at the generator's epsilon."""
+
 from __future__ import annotations
 
 import json
@@ -20,13 +21,29 @@ def test_evaluate_untrained_generator_against_real_patients(cxr128_dir: Path, tm
     checkpoint = tmp_path / "checkpoint.safetensors"
     save_file({f"discriminator.{k}": v.contiguous() for k, v in discriminator.state_dict().items()}, str(checkpoint))
     args = [
-        "--generator", str(tiny_generator(tmp_path / "gen")),
-        "--real-train", str(site_folder(cxr128_dir, train, tmp_path / "train")),
-        "--real-test", str(site_folder(cxr128_dir, test, tmp_path / "test")),
-        "--out", str(tmp_path / "out"), "--samples-per-class", "40", "--epochs", "4",
-        "--discriminator", str(checkpoint), "--sampling-keep", "0.5",
+        "--generator",
+        str(tiny_generator(tmp_path / "gen")),
+        "--real-train",
+        str(site_folder(cxr128_dir, train, tmp_path / "train")),
+        "--real-test",
+        str(site_folder(cxr128_dir, test, tmp_path / "test")),
+        "--out",
+        str(tmp_path / "out"),
+        "--samples-per-class",
+        "40",
+        "--epochs",
+        "4",
+        "--discriminator",
+        str(checkpoint),
+        "--sampling-keep",
+        "0.5",
     ]
-    result = subprocess.run([sys.executable, "-c", "from cxr_fedsynth.common.evaluation.cli import main; main()", *args], capture_output=True, text=True, timeout=900)
+    result = subprocess.run(
+        [sys.executable, "-c", "from cxr_fedsynth.common.evaluation.cli import main; main()", *args],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads((tmp_path / "out" / "evaluation.json").read_text())
     assert report["data"]["sampling_keep"] == 0.5
@@ -39,5 +56,7 @@ def test_evaluate_untrained_generator_against_real_patients(cxr128_dir: Path, tm
     assert classifiers["TRTS (train real, test synthetic)"]["macro_auroc"] < 0.7, "nor carry their labels"
     assert dp["epsilon_spent"] <= 1.0 + 1e-6  # the fixture generator claims epsilon 1
     assert "does NOT beat" in report["baseline_verdict"]
-    assert report["classifier_two_sample_accuracy"] > 0.8 and report["classifier_two_sample_auroc"] > 0.9, "an untrained G's images are easy to tell apart"
+    assert report["classifier_two_sample_accuracy"] > 0.8 and report["classifier_two_sample_auroc"] > 0.9, (
+        "an untrained G's images are easy to tell apart"
+    )
     assert "Is the synthetic data worth using?" in (tmp_path / "out" / "evaluation.html").read_text()

@@ -1,4 +1,5 @@
 """Utility and fidelity maths on fixtures with known answers."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -14,7 +15,11 @@ def test_perfect_and_inverted_predictions() -> None:
     labels = np.array([0, 1, 2, 0, 1, 2])
     perfect = np.eye(3)[labels] * 0.9 + 0.1 / 3
     m = classification_metrics(perfect, labels, CLASSES)
-    assert m["macro_auroc"] == pytest.approx(1.0) and m["accuracy"] == pytest.approx(1.0) and m["macro_f1"] == pytest.approx(1.0)
+    assert (
+        m["macro_auroc"] == pytest.approx(1.0)
+        and m["accuracy"] == pytest.approx(1.0)
+        and m["macro_f1"] == pytest.approx(1.0)
+    )
     assert m["pneumonia_vs_normal"]["auroc"] == pytest.approx(1.0) and m["pneumonia_vs_normal"]["test_images"] == 4
     inverted = 1 - perfect
     assert classification_metrics(inverted, labels, CLASSES)["macro_auroc"] == pytest.approx(0.0)
@@ -32,7 +37,11 @@ def test_prdc_identical_and_disjoint_sets() -> None:
     rng = np.random.default_rng(0)
     real = rng.normal(size=(200, 4))
     same = prdc(real, real.copy())
-    assert same["precision"] == pytest.approx(1.0) and same["recall"] == pytest.approx(1.0) and same["coverage"] == pytest.approx(1.0)
+    assert (
+        same["precision"] == pytest.approx(1.0)
+        and same["recall"] == pytest.approx(1.0)
+        and same["coverage"] == pytest.approx(1.0)
+    )
     far = prdc(real, real + 100.0)
     assert far["precision"] == 0.0 and far["recall"] == 0.0 and far["coverage"] == 0.0 and far["density"] == 0.0
 

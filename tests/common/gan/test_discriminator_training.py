@@ -1,5 +1,6 @@
 """The private D step: clipping and averaging match a hand computation, the sampler's rate is what the
 accountant records, the G step leaves D untouched, and nothing Opacus-specific leaks into shared weights."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -7,13 +8,18 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from cxr_fedsynth.common.publish.artifacts import clean_state_dict
-from cxr_fedsynth.common.gan.discriminator_training import DiscriminatorSettings, DiscriminatorTrainer, DPSettings, train_discriminator_round
-from cxr_fedsynth.common.gan.losses import d_loss_fake, d_loss_real
+from cxr_fedsynth.common.gan.discriminator_training import (
+    DiscriminatorSettings,
+    DiscriminatorTrainer,
+    DPSettings,
+    train_discriminator_round,
+)
 from cxr_fedsynth.common.gan.generator_training import GeneratorSettings, GeneratorTrainer
+from cxr_fedsynth.common.gan.losses import d_loss_fake, d_loss_real
 from cxr_fedsynth.common.gan.models import GanArchitecture, build_models
-from cxr_fedsynth.common.privacy.patient_sampler import PatientPoissonSampler
 from cxr_fedsynth.common.privacy.accounting import epsilon_of, make_accountant
+from cxr_fedsynth.common.privacy.patient_sampler import PatientPoissonSampler
+from cxr_fedsynth.common.publish.artifacts import clean_state_dict
 
 ARCH = GanArchitecture(image_size=32, num_classes=3, latent_dim=8, g_width=8, d_width=8)
 
@@ -81,7 +87,9 @@ def test_round_records_exact_rate_and_steps_in_the_accountant() -> None:
     settings = DiscriminatorSettings(batch_size=6, steps=7)
     dp = DPSettings(noise_multiplier=1.3, max_grad_norm=1.0, sample_rate=sampler.sample_rate)
     for _ in range(3):
-        discriminator, _ = train_discriminator_round(discriminator, generator, images, labels, sampler, settings, dp=dp, accountant=accountant, seed=3)
+        discriminator, _ = train_discriminator_round(
+            discriminator, generator, images, labels, sampler, settings, dp=dp, accountant=accountant, seed=3
+        )
     assert sampler.sample_rate == pytest.approx(6 / 30)
     assert accountant.history == [(1.3, 6 / 30, 21)]
     assert accountant.get_epsilon(1e-5) == pytest.approx(epsilon_of([(1.3, 0.2, 7)] * 3, delta=1e-5))
@@ -113,7 +121,12 @@ def test_partial_site_training_leaves_the_frozen_layers_untouched(mode: str, lay
     trainer = DiscriminatorTrainer(discriminator, settings, dp=DPSettings(1.0, 1.0, 0.1), accountant=make_accountant())
     trainer.step(*_rows())
     finished = trainer.finish()
-    norm_names = {f"features.{name}.{p}" for name, m in finished.features.named_modules() if isinstance(m, torch.nn.GroupNorm) for p in ("weight", "bias")}
+    norm_names = {
+        f"features.{name}.{p}"
+        for name, m in finished.features.named_modules()
+        if isinstance(m, torch.nn.GroupNorm)
+        for p in ("weight", "bias")
+    }
     changed = {k for k, v in finished.state_dict().items() if not torch.equal(before[k], v)}
     heads = {k for k in before if not k.startswith("features.")}
     expected = heads | norm_names if layers == "heads-norms" else heads

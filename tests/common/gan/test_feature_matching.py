@@ -1,6 +1,7 @@
 """DP feature matching: one patient moves the released table by at most 1 (the sensitivity the noise is set
 for), the server decodes the class means exactly, the noise has the planned scale, and G trained with the
 matching term moves its class means towards the targets without collapsing a class onto one image."""
+
 from __future__ import annotations
 
 import math
@@ -10,7 +11,15 @@ import torch
 import torch.nn.functional as F
 
 from cxr_fedsynth.common.gan.feature_matching import (
-    MIN_CLASS_PATIENTS, EmbeddingSpec, FeatureMatcher, add_release_noise, block_lengths, embed, embedding_dim, patient_class_sums, pixel_cells,
+    MIN_CLASS_PATIENTS,
+    EmbeddingSpec,
+    FeatureMatcher,
+    add_release_noise,
+    block_lengths,
+    embed,
+    embedding_dim,
+    patient_class_sums,
+    pixel_cells,
 )
 from cxr_fedsynth.common.gan.generator_training import GeneratorSettings, GeneratorTrainer
 from cxr_fedsynth.common.gan.models import GanArchitecture, build_models
@@ -32,8 +41,13 @@ def test_embedding_is_unit_norm_with_the_documented_length(statistics: str, dim:
     assert torch.allclose(emb.norm(dim=1), torch.ones(5), atol=1e-5)
 
 
-@pytest.mark.parametrize(("statistics", "grid", "share", "dim"), [("mean", 4, 0.2, 8 + 16 + 32 + 16), ("mean-std", 8, 0.6, 2 * (8 + 16 + 32 + 64))])
-def test_pixel_block_comes_first_with_its_share_of_a_unit_norm(statistics: str, grid: int, share: float, dim: int) -> None:
+@pytest.mark.parametrize(
+    ("statistics", "grid", "share", "dim"),
+    [("mean", 4, 0.2, 8 + 16 + 32 + 16), ("mean-std", 8, 0.6, 2 * (8 + 16 + 32 + 64))],
+)
+def test_pixel_block_comes_first_with_its_share_of_a_unit_norm(
+    statistics: str, grid: int, share: float, dim: int
+) -> None:
     _, discriminator = build_models(ARCH, seed=0)
     images = torch.rand(5, 1, 32, 32) * 2 - 1
     spec = EmbeddingSpec(statistics, grid, share)
@@ -77,7 +91,9 @@ def test_an_over_long_embedding_is_clipped_to_the_sensitivity_bound() -> None:
         patient_class_sums(emb, torch.tensor([0]), ["p"], 2, count_share=1.0)
 
 
-@pytest.mark.parametrize("spec", [EmbeddingSpec(count_share=0.5), EmbeddingSpec(count_share=0.0)], ids=["equal-split", "optimal-share"])
+@pytest.mark.parametrize(
+    "spec", [EmbeddingSpec(count_share=0.5), EmbeddingSpec(count_share=0.0)], ids=["equal-split", "optimal-share"]
+)
 def test_server_decodes_patient_weighted_class_means_and_counts(spec: EmbeddingSpec) -> None:
     patients = ["a", "a", "b", "c", "d"]
     labels = torch.tensor([1, 1, 1, 0, 1])
@@ -104,10 +120,16 @@ def test_optimal_count_share_about_halves_the_noise_of_the_decoded_means() -> No
         table = patient_class_sums(rows, labels, patients, 2, count_share=matcher.count_share)
         matcher.set_targets(table.clone())
         exact = matcher.targets.clone()
-        errors[name] = torch.stack([
-            (_decoded(matcher, add_release_noise(table, 2.0, seed=s)) - exact).pow(2).sum() for s in range(20)
-        ]).mean().item()
-    assert FeatureMatcher(features, 2, spec).count_share == pytest.approx(1 / (1 + embedding_dim(features, spec) ** 0.5))
+        errors[name] = (
+            torch.stack(
+                [(_decoded(matcher, add_release_noise(table, 2.0, seed=s)) - exact).pow(2).sum() for s in range(20)]
+            )
+            .mean()
+            .item()
+        )
+    assert FeatureMatcher(features, 2, spec).count_share == pytest.approx(
+        1 / (1 + embedding_dim(features, spec) ** 0.5)
+    )
     assert errors["optimal"] < 0.6 * errors["equal"], errors
 
 
@@ -143,7 +165,9 @@ def test_pooled_shrinkage_pulls_noisy_feature_blocks_to_the_pooled_mean_and_keep
     exact[0, : lengths[0]] += 0.2  # a class gap in the pixel block only
     table = torch.cat([exact * counts[:, None], counts[:, None]], dim=1) / math.sqrt(2)
     matcher.set_targets(table.clone())
-    assert torch.equal(matcher.shrink_feature_blocks_towards_pooled(0.0), torch.ones(3, len(lengths))), "no noise: all kept"
+    assert torch.equal(matcher.shrink_feature_blocks_towards_pooled(0.0), torch.ones(3, len(lengths))), (
+        "no noise: all kept"
+    )
     assert torch.allclose(matcher.targets, exact, atol=1e-6)
 
     noise_std = 1.0
@@ -156,7 +180,9 @@ def test_pooled_shrinkage_pulls_noisy_feature_blocks_to_the_pooled_mean_and_keep
     features = slice(lengths[0], None)
     error_before = (released[:, features] - exact[:, features]).pow(2).sum(dim=1)
     error_after = (matcher.targets[:, features] - exact[:, features]).pow(2).sum(dim=1)
-    assert error_after.sum() < 0.5 * error_before.sum(), f"shrinkage removes most of the noise ({error_before} -> {error_after})"
+    assert error_after.sum() < 0.5 * error_before.sum(), (
+        f"shrinkage removes most of the noise ({error_before} -> {error_after})"
+    )
     assert (error_after[1:] < 0.5 * error_before[1:]).all(), "above all on the small, noisy classes"
 
 
@@ -190,7 +216,9 @@ def test_class_gap_scale_widens_matched_class_means_around_their_pooled_mean() -
     assert torch.allclose(matcher.targets, means, atol=1e-6), "scale 1 leaves the decoded means as they are"
     matcher.scale_class_gaps(2.0)
     pooled = (300 * 0.1 + 100 * 0.5) / 400  # patient-weighted, matched classes only: 0.2
-    assert matcher.targets[:2, 0].tolist() == pytest.approx([pooled + 2 * (0.1 - pooled), pooled + 2 * (0.5 - pooled)], abs=1e-6)
+    assert matcher.targets[:2, 0].tolist() == pytest.approx(
+        [pooled + 2 * (0.1 - pooled), pooled + 2 * (0.5 - pooled)], abs=1e-6
+    )
     assert matcher.targets[2, 0].item() == pytest.approx(0.9, abs=1e-6), "an unmatched class keeps its decoded mean"
     assert torch.equal(matcher.targets[:, 1:], torch.zeros(3, dim - 1)), "no gap, nothing to widen"
 
@@ -202,7 +230,9 @@ def test_class_gap_scale_on_the_pixel_block_leaves_the_feature_blocks_as_release
     counts = torch.tensor([300.0, 100.0, 50.0])
     means = torch.rand(3, matcher.targets.shape[1], generator=torch.Generator().manual_seed(3))
     share = matcher.count_share
-    matcher.set_targets(torch.cat([means * counts[:, None] * math.sqrt(1 - share), counts[:, None] * math.sqrt(share)], dim=1))
+    matcher.set_targets(
+        torch.cat([means * counts[:, None] * math.sqrt(1 - share), counts[:, None] * math.sqrt(share)], dim=1)
+    )
     matcher.scale_class_gaps(2.0, pixels_only=True)
     pooled = (means[:, :pixels] * counts[:, None]).sum(dim=0) / counts.sum()
     assert torch.allclose(matcher.targets[:, :pixels], pooled + 2 * (means[:, :pixels] - pooled), atol=1e-5)
@@ -216,14 +246,18 @@ def test_class_gap_median_cap_widens_a_far_class_less_and_the_others_in_full() -
     means = torch.zeros(3, dim)
     means[:, 0] = torch.tensor([-0.1, 0.1, 0.8])  # pooled 0.16: gaps -0.26, -0.06, 0.64 (class 2 lies far out)
     share = matcher.count_share
-    matcher.set_targets(torch.cat([means * counts[:, None] * math.sqrt(1 - share), counts[:, None] * math.sqrt(share)], dim=1))
+    matcher.set_targets(
+        torch.cat([means * counts[:, None] * math.sqrt(1 - share), counts[:, None] * math.sqrt(share)], dim=1)
+    )
     factors = matcher.scale_class_gaps(2.0, cap="median")
     pooled = (200 * -0.1 + 200 * 0.1 + 100 * 0.8) / 500
     gaps = means[:, 0] - pooled
     median = gaps.abs().median().item()  # class 0's 0.26
     assert factors[:2].tolist() == pytest.approx([2.0, 2.0]), "classes no further out than the median: x scale"
     assert factors[2].item() == pytest.approx(1 + median / gaps[2].abs().item(), rel=1e-4)
-    assert (matcher.targets[2, 0] - means[2, 0]).item() == pytest.approx(median, rel=1e-4), "the far class moves by the median gap"
+    assert (matcher.targets[2, 0] - means[2, 0]).item() == pytest.approx(median, rel=1e-4), (
+        "the far class moves by the median gap"
+    )
     assert matcher.targets[:2, 0].tolist() == pytest.approx((pooled + 2 * gaps[:2]).tolist(), abs=1e-6)
 
 
@@ -250,7 +284,9 @@ def test_class_gap_signal_share_is_one_for_exact_tables_and_falls_with_the_relea
     per_unit_noise = sum((1 / n - 1 / total) ** 2 + 2 / total**2 for n in scaled)
     noise_energy = [pixels * std**2 * per_unit_noise for std in (0.5, 2.0, 8.0)]
     gap_energy = float(((means[:, :pixels] - (means[:, :pixels] * counts[:, None]).sum(0) / counts.sum()) ** 2).sum())
-    for estimate, noise in zip(shares, noise_energy):  # E[observed] = gap + noise, so the share estimates gap / (gap + noise)
+    for estimate, noise in zip(
+        shares, noise_energy
+    ):  # E[observed] = gap + noise, so the share estimates gap / (gap + noise)
         assert estimate == pytest.approx(gap_energy / (gap_energy + noise), abs=0.1)
     assert shares[0] > 0.5 > shares[2], f"little noise: mostly signal; much noise: mostly noise ({shares})"
 
@@ -273,7 +309,9 @@ def test_generator_moves_its_class_means_towards_the_targets_and_keeps_diversity
         real[:, :, ::4] = 1.0
         real += 0.3 * torch.randn(real.shape, generator=torch.Generator().manual_seed(3))
         labels = torch.arange(60) % 3
-        sums = patient_class_sums(embed(matcher.features, real), labels, [str(i) for i in range(60)], 3, count_share=matcher.count_share)
+        sums = patient_class_sums(
+            embed(matcher.features, real), labels, [str(i) for i in range(60)], 3, count_share=matcher.count_share
+        )
         matcher.set_targets(sums)
 
     def distance() -> float:
@@ -283,7 +321,9 @@ def test_generator_moves_its_class_means_towards_the_targets_and_keeps_diversity
             emb = embed(matcher.features, generator(z, fake_labels))
         return sum(float((emb[fake_labels == c].mean(0) - matcher.targets[c]).pow(2).sum()) for c in range(3))
 
-    settings = GeneratorSettings(batch_size=32, steps=60, lr=2e-3, aux_weight=0.0, mode_seeking_weight=0.0, feature_matching_weight=100.0)
+    settings = GeneratorSettings(
+        batch_size=32, steps=60, lr=2e-3, aux_weight=0.0, mode_seeking_weight=0.0, feature_matching_weight=100.0
+    )
     trainer = GeneratorTrainer(generator, settings)
     before = distance()
     metrics = trainer.train_against(discriminator, seed=0, matcher=matcher)

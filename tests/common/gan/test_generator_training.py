@@ -1,5 +1,6 @@
 """The mode-seeking term punishes a generator that maps different latents to one image, and a G step with it
 on leaves D untouched and moves G."""
+
 from __future__ import annotations
 
 import torch

@@ -1,5 +1,6 @@
 """Guided sampling: of 1 / keep candidates per image asked, exactly the ones the run's D scores best are kept;
 keep 1 is plain sampling; a published guided generator carries its discriminator, checked by hash."""
+
 from __future__ import annotations
 
 import math
@@ -8,10 +9,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from cxr_fedsynth.common.publish.artifacts import DISCRIMINATOR, load_generator, publish_generator, sample
 from cxr_fedsynth.common.errors import ArtifactError
 from cxr_fedsynth.common.gan.guided_sampling import draw, guide_scores
 from cxr_fedsynth.common.gan.models import GanArchitecture, build_models
+from cxr_fedsynth.common.publish.artifacts import DISCRIMINATOR, load_generator, publish_generator, sample
 from tests.common.publish.test_artifacts import _card
 
 ARCH = GanArchitecture(image_size=32, num_classes=3, latent_dim=8, g_width=8, d_width=8)
@@ -42,7 +43,14 @@ def test_keep_one_is_plain_sampling_and_guidance_needs_a_discriminator() -> None
 
 def test_published_guided_generator_carries_its_discriminator_checked_by_hash(tmp_path: Path) -> None:
     generator, discriminator = build_models(ARCH, seed=0)
-    folder = publish_generator(tmp_path / "gen", generator, _card(private=True), discriminator=discriminator, sampling_keep=0.25, samples_per_class=2)
+    folder = publish_generator(
+        tmp_path / "gen",
+        generator,
+        _card(private=True),
+        discriminator=discriminator,
+        sampling_keep=0.25,
+        samples_per_class=2,
+    )
     published = load_generator(folder)
     assert published.sampling_keep == 0.25 and published.discriminator is not None
     assert "guided" in (folder / "MODEL_CARD.md").read_text()

@@ -1,4 +1,5 @@
 """G and D shapes at every supported size; D passes Opacus' validator (no BatchNorm, no spectral norm)."""
+
 from __future__ import annotations
 
 import pytest

@@ -1,6 +1,7 @@
 """Book-keeping clipping and the per-layer norm samplers against Opacus' reference (hooks mode, materialised
 per-row gradients): per-row norms and clipped sums agree to float32 tolerance for every layer type of D, both
 convolution paths (ghost and instantiated), the whole discriminator, and Opacus' own ghost mode."""
+
 from __future__ import annotations
 
 import copy
@@ -10,15 +11,15 @@ import torch
 from opacus.grad_sample import GradSampleModule, GradSampleModuleFastGradientClipping
 from torch import nn
 
-from cxr_fedsynth.common.privacy.bookkeeping_clipping import BookKeepingClipper
 from cxr_fedsynth.common.gan.discriminator_training import (
     DiscriminatorSettings,
     DiscriminatorTrainer,
     DPSettings,
 )
 from cxr_fedsynth.common.gan.models import GanArchitecture, build_models
-from cxr_fedsynth.common.privacy.per_sample_norms import conv_uses_ghost_norm
 from cxr_fedsynth.common.privacy.accounting import make_accountant
+from cxr_fedsynth.common.privacy.bookkeeping_clipping import BookKeepingClipper
+from cxr_fedsynth.common.privacy.per_sample_norms import conv_uses_ghost_norm
 
 
 class Head(nn.Module):
@@ -125,7 +126,10 @@ def test_opacus_ghost_mode_uses_the_registered_conv_and_groupnorm_norms() -> Non
     arch = GanArchitecture(image_size=32, num_classes=4, latent_dim=8, g_width=8, d_width=8)
     _, discriminator = build_models(arch, seed=3)
     images, labels = torch.rand(6, 1, 32, 32), torch.arange(6) % 4
-    ghost = GradSampleModuleFastGradientClipping(copy.deepcopy(discriminator), batch_first=True, loss_reduction="sum", max_grad_norm=1.0)
+    ghost = GradSampleModuleFastGradientClipping(
+        copy.deepcopy(discriminator), batch_first=True, loss_reduction="sum", max_grad_norm=1.0
+    )
+
     def per_row_loss(model: nn.Module) -> torch.Tensor:
         score, logits = model(images, labels)
         return score + logits.logsumexp(dim=1)
@@ -145,8 +149,11 @@ def test_noised_step_and_accountant_identical_to_opacus_hooks() -> None:
         _, discriminator = build_models(arch, seed=5)
         accountant = make_accountant()
         trainer = DiscriminatorTrainer(
-            discriminator, DiscriminatorSettings(batch_size=8, grad_sample_mode=mode), dp=DPSettings(1.1, 0.5, 0.07),
-            accountant=accountant, noise_generator=torch.Generator().manual_seed(9),
+            discriminator,
+            DiscriminatorSettings(batch_size=8, grad_sample_mode=mode),
+            dp=DPSettings(1.1, 0.5, 0.07),
+            accountant=accountant,
+            noise_generator=torch.Generator().manual_seed(9),
         )
         for _ in range(2):
             trainer.step(real, real_y, fake, fake_y)

@@ -1,4 +1,5 @@
 """Accounting golden values, noise planning, and the site ledger (restart, refusal, never over budget)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -37,7 +38,9 @@ def test_planned_noise_meets_the_target(target: float) -> None:
 def test_noise_planned_after_a_prior_release_composes_to_the_target(target: float) -> None:
     release = plan_noise_multiplier(target_epsilon=target / 2, delta=1e-5, sample_rate=1.0, steps=1)
     alone = plan_noise_multiplier(target_epsilon=target, delta=1e-5, sample_rate=0.05, steps=400)
-    noise = plan_noise_multiplier(target_epsilon=target, delta=1e-5, sample_rate=0.05, steps=400, prior=[(release, 1.0, 1)])
+    noise = plan_noise_multiplier(
+        target_epsilon=target, delta=1e-5, sample_rate=0.05, steps=400, prior=[(release, 1.0, 1)]
+    )
     spent = epsilon_of([(release, 1.0, 1), (noise, 0.05, 400)], delta=1e-5)
     assert target * 0.97 <= spent <= target and noise > alone
 
@@ -75,7 +78,9 @@ def test_damaged_ledger_is_an_error_not_a_fresh_start(tmp_path: Path) -> None:
     budget=st.floats(0.5, 8.0),
     rounds=st.lists(st.tuples(st.floats(0.5, 3.0), st.floats(0.01, 0.5), st.integers(1, 200)), min_size=1, max_size=8),
 )
-def test_budget_is_never_exceeded(tmp_path_factory: pytest.TempPathFactory, budget: float, rounds: list[tuple[float, float, int]]) -> None:
+def test_budget_is_never_exceeded(
+    tmp_path_factory: pytest.TempPathFactory, budget: float, rounds: list[tuple[float, float, int]]
+) -> None:
     ledger = SiteLedger(tmp_path_factory.mktemp("ledger") / "l.json", Budget(budget, 1e-5))
     for i, (noise, rate, steps) in enumerate(rounds):
         try:

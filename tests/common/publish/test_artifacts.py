@@ -1,5 +1,6 @@
 """Publishing and loading a generator: safetensors without pickle, a fresh process samples every class,
 tampering is detected, and the sampling CLI writes PNG and DICOM marked synthetic."""
+
 from __future__ import annotations
 
 import json
@@ -15,20 +16,42 @@ import pytest
 import torch
 from PIL import Image
 
-from cxr_fedsynth.common.publish.artifacts import load_generator, publish_generator, sample
+from cxr_fedsynth.common.data.image_io import read_grayscale
 from cxr_fedsynth.common.errors import ArtifactError
 from cxr_fedsynth.common.gan.models import GanArchitecture, build_models
-from cxr_fedsynth.common.data.image_io import read_grayscale
+from cxr_fedsynth.common.publish.artifacts import load_generator, publish_generator, sample
 
 CLASSES = ["No Finding", "Pneumonia", "COVID-19"]
 
 
 def _card(private: bool) -> dict:
     return {
-        "run_name": "test-run", "created": "now", "private": private, "classes": CLASSES, "condition_set": "coarse",
-        "rounds_planned": 1, "rounds_completed": 1,
-        "privacy": {"dp": private, "unit": "patient", "accountant": "rdp", "target_epsilon": 1.0, "delta": 1e-5, "max_grad_norm": 1.0},
-        "sites": [{"name": "a", "patients": 3, "images": 4, "rounds": 1, "steps": 2, "epsilon": 0.9 if private else None, "delta": 1e-5}],
+        "run_name": "test-run",
+        "created": "now",
+        "private": private,
+        "classes": CLASSES,
+        "condition_set": "coarse",
+        "rounds_planned": 1,
+        "rounds_completed": 1,
+        "privacy": {
+            "dp": private,
+            "unit": "patient",
+            "accountant": "rdp",
+            "target_epsilon": 1.0,
+            "delta": 1e-5,
+            "max_grad_norm": 1.0,
+        },
+        "sites": [
+            {
+                "name": "a",
+                "patients": 3,
+                "images": 4,
+                "rounds": 1,
+                "steps": 2,
+                "epsilon": 0.9 if private else None,
+                "delta": 1e-5,
+            }
+        ],
         "data": {"description": "test", "patients": 3, "images": 4, "class_images": {c: 1 for c in CLASSES}},
         "training": {"loss": "hinge"},
     }
@@ -72,11 +95,27 @@ def test_tampered_or_incomplete_generators_are_refused(published: Path) -> None:
 
 
 def _generate(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-c", "from cxr_fedsynth.common.publish.generate_cli import main; main()", *args], capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-c", "from cxr_fedsynth.common.publish.generate_cli import main; main()", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def test_generate_cli_dicom_is_marked_synthetic_and_carries_no_identifiers(published: Path, tmp_path: Path) -> None:
-    result = _generate("--generator", str(published), "--class", "Pneumonia", "-n", "3", "--format", "dicom", "--out", str(tmp_path / "dcm"))
+    result = _generate(
+        "--generator",
+        str(published),
+        "--class",
+        "Pneumonia",
+        "-n",
+        "3",
+        "--format",
+        "dicom",
+        "--out",
+        str(tmp_path / "dcm"),
+    )
     assert result.returncode == 0, result.stderr
     files = sorted((tmp_path / "dcm").glob("*.dcm"))
     assert len(files) == 3
@@ -125,12 +164,20 @@ def test_members_are_published_hashed_and_sampled_in_equal_shares(tmp_path: Path
     assert len(loaded.generators) == 2
     images = sample(loaded, "Pneumonia", 5, seed=4)
     assert images.shape == (5, 1, 32, 32)
-    assert torch.equal(images[:3], sample(replace(loaded, members=()), "Pneumonia", 3, seed=4)), "the run's own generator draws the first share, from the seed"
-    assert not torch.equal(images[3:], sample(replace(loaded, members=()), "Pneumonia", 5, seed=4)[3:]), "the member draws the rest"
+    assert torch.equal(images[:3], sample(replace(loaded, members=()), "Pneumonia", 3, seed=4)), (
+        "the run's own generator draws the first share, from the seed"
+    )
+    assert not torch.equal(images[3:], sample(replace(loaded, members=()), "Pneumonia", 5, seed=4)[3:]), (
+        "the member draws the rest"
+    )
     assert torch.equal(images, sample(loaded, "Pneumonia", 5, seed=4)), "reproducible from the seed"
-    single = publish_generator(tmp_path / "single", generator, _card(private=True), samples_per_class=1, members=(member,))
+    single = publish_generator(
+        tmp_path / "single", generator, _card(private=True), samples_per_class=1, members=(member,)
+    )
     publish_generator(single, generator, _card(private=True), samples_per_class=1)
-    assert not list(single.glob("generator-member-*")) and load_generator(single).members == (), "re-publishing drops stale members"
+    assert not list(single.glob("generator-member-*")) and load_generator(single).members == (), (
+        "re-publishing drops stale members"
+    )
     weights = folder / "generator-member-1.safetensors"
     _flip_last_byte(weights)
     with pytest.raises(ArtifactError, match="generator-member-1.safetensors: missing or its SHA-256 does not match"):
