@@ -1,7 +1,7 @@
 """More generators from the same DP outputs at no privacy cost: members trained after the last round.
 
 A run's own generator follows one trajectory through the rounds; a classifier trained on samples of several
-generators sees more varied images (docs/results.md, issue 8, session 12). With ``generator-members`` K > 1 the
+generators sees more varied images (docs/results.md). With ``generator-members`` K > 1 the
 server trains K - 1 more generators once the rounds are over. Each starts from the run's round-0 weights (the
 public pretraining, or the seeded initialisation without one) and takes as many G steps as the run's own G took,
 with its own seed, against the final aggregated discriminator and the release's class targets. Only DP outputs are

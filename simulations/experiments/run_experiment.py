@@ -2,8 +2,8 @@
 
     python simulations/experiments/run_experiment.py simulations/experiments/<name>.toml [--out runs/] [--repeat 2]
 
-The TOML holds ``[experiment]`` (num-sites, public-prefix) and ``[run-config]`` (keys of
-simulations/nih_split/pyproject.toml). Data comes from ``$CXR_SHARED_DATA/cxr128`` (default ../shared/data):
+The TOML holds ``[experiment]`` (num-sites, public-prefix) and ``[run-config]``: only the run-config keys
+that differ from the defaults (docs/configuration.md). Data comes from ``$CXR_SHARED_DATA/cxr128`` (default ../shared/data):
 ``cxr-split --public-prefix`` writes public.csv (the public set, e.g. the NIH rows) and private.csv (the
 sites' data and the held-out test patients), the simulation trains on private.csv (pretraining on public.csv
 when ``public-steps`` > 0), and ``cxr-evaluate`` tests on the held-out patients of the private sources.
@@ -17,6 +17,8 @@ import subprocess
 import sys
 import tomllib
 from pathlib import Path
+
+from cxr_fedsynth.common.experiment_config import ExperimentConfig
 
 APP = Path(__file__).resolve().parents[1] / "nih_split"
 
@@ -77,7 +79,7 @@ def main() -> None:
     run_config.update(
         {"data-dir": str(data), "labels": str(split / "private.csv"), "output-dir": str(out), "run-name": name}
     )
-    if int(run_config.get("public-steps", 0)) > 0:
+    if int(run_config.get("public-steps", ExperimentConfig().public_steps)) > 0:
         run_config.update({"public-data": str(data), "public-labels": str(split / "public.csv")})
     _run(
         [

@@ -16,7 +16,7 @@ import statistics
 from pathlib import Path
 
 TSTR = "TSTR (train synthetic, test real)"
-TRTS = "TRTS (train real, test synthetic)"  # evaluations since session 4
+TRTS = "TRTS (train real, test synthetic)"  # absent from older evaluation files
 
 
 def _row(evaluation: dict) -> dict[str, float]:
@@ -31,7 +31,7 @@ def _row(evaluation: dict) -> dict[str, float]:
         "two_sample": evaluation["classifier_two_sample_accuracy"],
         "two_sample_auroc": evaluation.get(
             "classifier_two_sample_auroc", math.nan
-        ),  # absent from evaluations before session 13
+        ),  # absent from older evaluation files
         "diversity_min": min(diversity),
         "diversity_max": max(diversity),
         "epsilon": evaluation["generator"]["claimed_epsilon"] or math.inf,
