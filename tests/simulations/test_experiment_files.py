@@ -1,4 +1,5 @@
 """Experiment files are valid run configs that hold only what differs from the defaults."""
+
 from __future__ import annotations
 
 import tomllib
