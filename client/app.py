@@ -1,7 +1,7 @@
 """The Flower ClientApp: a thin shell over ``client.site_round`` (all state in context.state or on disk).
 
-Messages are read and written only through ``common.protocol``; the run's privacy plan is computed once per
-message from the run config and the site's DP-SGD noise once per run (kept in ``context.state``).
+Messages are read and written only through ``common.protocol``; the run config is parsed and the run's privacy
+plan computed once per process, and the site's DP-SGD noise once per run (kept in ``context.state``).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from cxr_fedsynth.client.site_config import site_from_context, site_name
 from cxr_fedsynth.client.site_round import RunPrivacyState, run_site_round
 from cxr_fedsynth.common.errors import CxrError
 from cxr_fedsynth.common.experiment_config import ExperimentConfig
+from cxr_fedsynth.common.privacy.plan import PrivacyPlan
 from cxr_fedsynth.common.protocol import REFUSED, ReleaseRequest, SiteReply, TrainRequest
 
 app = ClientApp()
@@ -67,18 +68,27 @@ def _save_state(context: Context, state: RunPrivacyState) -> None:
     )
 
 
-def _site_config(context: Context) -> ExperimentConfig:
-    config = ExperimentConfig.from_run_config(context.run_config)
-    if "device" in context.node_config:  # the site decides where its data is processed
-        config = config.replace(device=str(context.node_config["device"]))
-    return config
+def _site_config(context: Context) -> tuple[ExperimentConfig, PrivacyPlan | None]:
+    """The run's typed config at this site and its privacy plan (parsed and planned once per process)."""
+    device = context.node_config.get("device")  # the site decides where its data is processed
+    return _parse_run_config(tuple(sorted(context.run_config.items())), None if device is None else str(device))
+
+
+@functools.lru_cache(maxsize=4)
+def _parse_run_config(
+    items: tuple[tuple[str, object], ...], device: str | None
+) -> tuple[ExperimentConfig, PrivacyPlan | None]:
+    config = ExperimentConfig.from_run_config(dict(items))
+    if device is not None:
+        config = config.replace(device=device)
+    return config, config.privacy_plan()
 
 
 @app.query()
 @refuse_on_user_error
 def release_features(msg: Message, context: Context) -> Message:
     """The run's one-off DP feature release (noisy class sums of embeddings), or a refusal."""
-    config = _site_config(context)
+    config, plan = _site_config(context)
     request = ReleaseRequest.from_content(msg.content)
     site = site_from_context(config, context.node_config, run_dir=request.info.run_dir)
     reply, state = run_feature_release(
@@ -87,7 +97,7 @@ def release_features(msg: Message, context: Context) -> Message:
         space_weights=request.feature_space,
         run_id=request.info.run_id,
         state=_load_state(context),
-        plan=config.privacy_plan(),
+        plan=plan,
     )
     _save_state(context, state)
     return Message(content=reply.to_content(), reply_to=msg)
@@ -97,7 +107,7 @@ def release_features(msg: Message, context: Context) -> Message:
 @refuse_on_user_error
 def train(msg: Message, context: Context) -> Message:
     """One round at this site: DP discriminator update, or a refusal when the budget would be exceeded."""
-    config = _site_config(context)
+    config, plan = _site_config(context)
     request = TrainRequest.from_content(msg.content)
     site = site_from_context(config, context.node_config, run_dir=request.info.run_dir)
     reply, state = run_site_round(
@@ -107,7 +117,7 @@ def train(msg: Message, context: Context) -> Message:
         run_id=request.info.run_id,
         round_number=request.info.round,
         state=_load_state(context),
-        plan=config.privacy_plan(),
+        plan=plan,
     )
     _save_state(context, state)
     return Message(content=reply.to_content(), reply_to=msg)

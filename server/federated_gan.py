@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 
 import pandas as pd
@@ -26,14 +24,11 @@ from cxr_fedsynth.common.devices import pick_device
 from cxr_fedsynth.common.errors import CxrError
 from cxr_fedsynth.common.experiment_config import ExperimentConfig
 from cxr_fedsynth.common.gan.feature_matching import (
-    MATCH_CONFIDENCE_Z,
     MIN_CLASS_PATIENTS,
-    MIN_SIGNAL_SHARE_TO_WIDEN,
     FeatureMatcher,
 )
 from cxr_fedsynth.common.gan.generator_training import GeneratorTrainer
 from cxr_fedsynth.common.gan.models import Generator, build_models
-from cxr_fedsynth.common.privacy.accounting import ACCOUNTANT
 from cxr_fedsynth.common.protocol import (
     LOSS_METRICS,
     Metric,
@@ -44,37 +39,15 @@ from cxr_fedsynth.common.protocol import (
     class_images_key,
 )
 from cxr_fedsynth.common.publish.artifacts import clean_state_dict, publish_generator
+from cxr_fedsynth.server.aggregation import SiteStats, weighted_average
 from cxr_fedsynth.server.checkpoint import Checkpoint, load_checkpoint, module_state, restore_optimizer, save_checkpoint
 from cxr_fedsynth.server.generator_members import train_members
 from cxr_fedsynth.server.public_pretraining import pretrain_on_public, pretraining_key
+from cxr_fedsynth.server.release_targets import set_release_targets
+from cxr_fedsynth.server.run_card import run_model_card
 
 log = logging.getLogger("cxr_fedsynth.server")
-#: Run-config keys that hold local paths: never written into a public model card.
-PRIVATE_KEYS = frozenset(name for name, key in ExperimentConfig.keys().items() if key.private)
 NODE_WAIT_S = 120.0
-
-
-@dataclass
-class SiteStats:
-    """What the server knows of a site: aggregate counts and its latest privacy figures."""
-
-    name: str
-    patients: int = 0
-    images: int = 0
-    rounds: int = 0
-    steps: int = 0
-    epsilon: float = 0.0
-    delta: float | None = None
-    noise_multiplier: float | None = None
-    sample_rate: float | None = None
-    class_images: dict[str, int] = field(default_factory=dict)
-    refused: int = 0
-
-
-def weighted_average(states: list[dict[str, torch.Tensor]], weights: list[float]) -> dict[str, torch.Tensor]:
-    """FedAvg of state dicts (weights need not sum to one)."""
-    total = float(sum(weights))
-    return {k: sum(w / total * s[k].float() for s, w in zip(states, weights)).to(states[0][k].dtype) for k in states[0]}
 
 
 class FederatedGanServer:
@@ -207,78 +180,15 @@ class FederatedGanServer:
             raise CxrError(
                 f"feature release: {len(tables)} site(s) released, min-sites is {self.config.min_sites}; see the sites' logs"
             )
-        release_noise = self.plan.release_noise_multiplier if self.plan is not None else 0.0
-        table_noise_std = release_noise * len(tables) ** 0.5  # 0 without DP
-        space.set_targets(torch.stack(tables).sum(dim=0), table_noise_std)
-        kept = None
-        if self.plan is not None and self.config.feature_shrinkage != "off":
-            if self.config.feature_shrinkage == "generator":
-                kept = space.shrink_towards(self._generator_class_means(space), table_noise_std)[:, None]
-            else:
-                kept = space.shrink_feature_blocks_towards_pooled(table_noise_std)
-        pixels_only = self.config.feature_class_gap_block == "pixels"
-        signal_share = space.class_gap_signal_share(table_noise_std, pixels_only=pixels_only)
-        widened = self.config.feature_class_gap_scale != 1.0 and signal_share >= MIN_SIGNAL_SHARE_TO_WIDEN
-        factors = torch.ones(len(self.conditions.names))
-        if widened:
-            factors = space.scale_class_gaps(
-                self.config.feature_class_gap_scale, pixels_only=pixels_only, cap=self.config.feature_class_gap_cap
-            )
-        self.matcher = space
-        patients = dict(zip(self.conditions.names, (round(float(n), 1) for n in self.matcher.patients)))
-        matched = [name for name, ok in zip(self.conditions.names, self.matcher.matched_classes.tolist()) if ok]
-        self.feature_release = {
-            "sites": len(tables),
-            "noise_multiplier": self.plan.release_noise_multiplier if self.plan is not None else None,
-            "epsilon_of_release_alone": self.plan.release_epsilon if self.plan is not None else None,
-            "embedding_dim": int(self.matcher.targets.shape[1]),
-            "statistics": self.config.feature_statistics,
-            "pixel_grid": self.config.feature_pixel_grid,
-            "pixel_share": self.config.feature_pixel_share if self.config.feature_pixel_grid else None,
-            "count_share": round(self.matcher.count_share, 4),
-            "noisy_patients_per_class": patients,
-            "matched_classes": matched,
-            "shrinkage": self.config.feature_shrinkage if kept is not None else None,
-            "class_gap_scale": self.config.feature_class_gap_scale,
-            "class_gap_block": self.config.feature_class_gap_block,
-            "class_gap_cap": self.config.feature_class_gap_cap,
-            "class_gap_factors": dict(zip(self.conditions.names, (round(float(f), 3) for f in factors))),
-            "class_gap_signal_share": round(signal_share, 3),
-            "class_gap_widened": widened,
-            "class_gap_min_signal_share": MIN_SIGNAL_SHARE_TO_WIDEN,
-            "shrinkage_kept": None
-            if kept is None
-            else {name: [round(float(k), 3) for k in row] for name, row in zip(self.conditions.names, kept)},
-        }
-        log.info(
-            "feature release: %d site(s); noisy patients per class %s; matching %s (classes under %.0f patients plus %.0f "
-            "standard deviations of the count's noise are not matched); shrinkage %s, share of each target's deviation kept "
-            "(per block) %s; class gaps (%s): %.0f%% signal, %s",
-            len(tables),
-            patients,
-            matched,
-            MIN_CLASS_PATIENTS,
-            MATCH_CONFIDENCE_Z,
-            self.config.feature_shrinkage,
-            self.feature_release["shrinkage_kept"],
-            self.config.feature_class_gap_block,
-            100 * signal_share,
-            f"widened (cap {self.config.feature_class_gap_cap}): {self.feature_release['class_gap_factors']}"
-            if widened
-            else f"matched as released (widened only at {MIN_SIGNAL_SHARE_TO_WIDEN:.0%} signal or more)",
+        self.feature_release = set_release_targets(
+            space,
+            tables,
+            config=self.config,
+            plan=self.plan,
+            conditions=self.conditions.names,
+            generator=self.g_trainer.generator,
         )
-
-    def _generator_class_means(self, space: FeatureMatcher, per_class: int = 256) -> torch.Tensor:
-        """G's current mean embedding per class (no real data: a public prior for the shrinkage)."""
-        generator = self.g_trainer.generator
-        gen = torch.Generator(device=self.device).manual_seed(self.config.seed * 7919 + 3)
-        means = []
-        with torch.no_grad():
-            for label in range(len(self.conditions)):
-                z = torch.randn(per_class, generator.arch.latent_dim, device=self.device, generator=gen)
-                labels = torch.full((per_class,), label, dtype=torch.long, device=self.device)
-                means.append(space.embed(generator(z, labels)).mean(dim=0))
-        return torch.stack(means)
+        self.matcher = space
 
     def absorb_replies(self, round_number: int, replies: list[Message], num_sent: int) -> dict:
         """Aggregate successful replies into D, update per-site stats; returns the round's site metrics."""
@@ -427,38 +337,13 @@ class FederatedGanServer:
 
     # ------------------------------------------------------------------ card
     def model_card(self) -> dict:
-        c = self.config
-        trained = [s for s in self.sites.values() if s.rounds]
-        class_images = {name: sum(s.class_images.get(name, 0) for s in trained) for name in self.conditions.names}
-        return {
-            "run_name": self.run_name,
-            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "private": c.dp,
-            "classes": self.conditions.names,
-            "condition_set": c.conditions,
-            "rounds_planned": c.num_server_rounds,
-            "rounds_completed": self._rounds_completed(),
-            "privacy": {
-                "dp": c.dp,
-                "unit": "patient (Poisson sampling of patients, one image per sampled patient, per-patient clipping)",
-                "accountant": f"{ACCOUNTANT} (Opacus RDPAccountant)",
-                "target_epsilon": c.target_epsilon if c.dp else None,
-                "delta": c.target_delta if c.dp else None,
-                "max_grad_norm": c.max_grad_norm if c.dp else None,
-                "feature_release": self.feature_release,
-            },
-            "sites": [
-                {**{k: v for k, v in vars(s).items() if k != "refused"}, "epsilon": s.epsilon if c.dp else None}
-                for s in sorted(trained, key=lambda s: s.name)
-            ],
-            "public_pretraining": self.public,
-            "data": {
-                "description": "embedded PHANTOM chest drawings (not real radiographs)"
-                if c.uses_phantoms
-                else "site data (paths not recorded)",
-                "patients": sum(s.patients for s in trained),
-                "images": sum(s.images for s in trained),
-                "class_images": class_images,
-            },
-            "training": {k: v for k, v in c.to_run_config().items() if k not in PRIVATE_KEYS},
-        }
+        """The run's model card (no paths, no identifiers)."""
+        return run_model_card(
+            self.config,
+            run_name=self.run_name,
+            classes=self.conditions.names,
+            sites=list(self.sites.values()),
+            rounds_completed=self._rounds_completed(),
+            feature_release=self.feature_release,
+            public=self.public,
+        )

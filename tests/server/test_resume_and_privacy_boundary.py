@@ -12,7 +12,8 @@ from cxr_fedsynth.common.experiment_config import ExperimentConfig
 from cxr_fedsynth.common.gan.models import build_models
 from cxr_fedsynth.common.privacy.ledger import Budget
 from cxr_fedsynth.common.publish.artifacts import clean_state_dict
-from cxr_fedsynth.server.federated_gan import FederatedGanServer, SiteStats
+from cxr_fedsynth.server.aggregation import SiteStats
+from cxr_fedsynth.server.federated_gan import FederatedGanServer
 
 CONFIG = ExperimentConfig(
     image_size=32,
