@@ -20,11 +20,11 @@ from pathlib import Path
 import pandas as pd
 
 from bench.common import write_result
-from cxr_fedsynth.client.site_round import RunPrivacyState, Site, run_site_round
+from cxr_fedsynth.client.site_round import RunPrivacyState, Site, run_site_round, site_plan
 from cxr_fedsynth.common.data.simulated_sites import read_run_dataset, split_records
 from cxr_fedsynth.common.experiment_config import ExperimentConfig
 from cxr_fedsynth.common.gan.models import build_models
-from cxr_fedsynth.common.privacy.ledger import Budget
+from cxr_fedsynth.common.privacy.site_policy import SitePolicy
 from cxr_fedsynth.common.publish.artifacts import clean_state_dict
 from tests.flower_processes import simulation_superlink
 
@@ -69,10 +69,11 @@ def site_compute_s(config: ExperimentConfig, sites: int, tmp: Path) -> float:
     per_site, _ = split_records(config, read_run_dataset(config).records, sites)
     g, d = build_models(config.architecture(4), seed=0)
     weights = {"generator": clean_state_dict(g), "discriminator": clean_state_dict(d)}
-    plan = config.privacy_plan()
+    plan = site_plan(config, SitePolicy())
     times = []
     for k in range(min(3, sites)):
-        site = Site(f"s{k}", per_site[k], tmp / f"l{k}.json", Budget(1e9, config.target_delta))
+        policy = SitePolicy(budget_epsilon=1e9, max_run_epsilon=config.target_epsilon)
+        site = Site(f"s{k}", per_site[k], tmp / f"l{k}.json", policy)
         # Round 1 fills the cache and plans the noise (once per run, as in a real run); round 2 is timed.
         _, state = run_site_round(
             config, site, global_weights=weights, run_id="bench", round_number=1, state=RunPrivacyState(), plan=plan

@@ -3,7 +3,8 @@
 Each message of a simulated site used to read the run's label table, split it by patient and hash every
 image file against the preprocessing cache before training; now the partition and the decoded images are
 kept per process (``client.site_config.simulated_site_data``). Both ways are timed side by side in one run,
-interleaved, on the real cxr128 set (4 sites, site 0) with the default 15 local DP steps at 64 px.
+interleaved, on the real cxr128 set (4 sites, site 0) with the default 15 local steps at 64 px (no DP: the
+data path is what is compared).
 Usage: python -m bench.bench_site_messages [--data ../shared/data/cxr128] [--messages 3]"""
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from cxr_fedsynth.client.site_config import simulated_site_data, site_from_conte
 from cxr_fedsynth.client.site_round import RunPrivacyState, run_site_round
 from cxr_fedsynth.common.experiment_config import ExperimentConfig
 from cxr_fedsynth.common.gan.models import build_models
+from cxr_fedsynth.common.privacy.site_policy import SitePolicy
 from cxr_fedsynth.common.publish.artifacts import clean_state_dict
 
 NODE = {"partition-id": 0, "num-partitions": 4}
@@ -52,7 +54,7 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=3)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        config = ExperimentConfig(data_dir=str(args.data), cache_dir=f"{tmp}/cache", dp=False)
+        config = ExperimentConfig(data_dir=str(args.data), cache_dir=f"{tmp}/cache")
         g, d = build_models(config.architecture(len(config.condition_set())), seed=0)
         weights = {"generator": clean_state_dict(g), "discriminator": clean_state_dict(d)}
         message(config, weights, Path(tmp), 0, keep=False)  # fills the preprocessing cache on disk
@@ -64,7 +66,7 @@ def main() -> None:
     result = {
         "data": str(args.data),
         "site": "sim-site-0 of 4",
-        "images": len(simulated_site_data(config, 0, 4)[0]),
+        "images": len(simulated_site_data(config, SitePolicy.for_simulated_site(), 0, 4)[0]),
         "data_s": {way: round(b[0], 4) for way, b in best.items()},
         "message_s": {way: round(b[1], 3) for way, b in best.items()},
         "message_ratio_reread_to_kept": round(best["re-read"][1] / best["kept"][1], 3),

@@ -17,6 +17,7 @@ from cxr_fedsynth.common.data.site_check import check_site
 from cxr_fedsynth.common.errors import ConfigError, DataError
 from cxr_fedsynth.common.privacy.ledger import SiteLedger
 from cxr_fedsynth.common.privacy.site_keys import create_site_key
+from cxr_fedsynth.common.privacy.site_policy import SitePolicy
 
 MAX_SKIPS_SHOWN = 20
 
@@ -113,13 +114,25 @@ def _print_check(summary: dict) -> None:
 )
 @click.option("--site-name", default="site", show_default=True, help="How the site appears in the model card.")
 @click.option(
-    "--budget-epsilon",
-    default=10.0,
-    show_default=True,
-    type=float,
-    help="The site's total privacy budget (all rounds and runs).",
+    "--policy",
+    "policy_file",
+    type=click.Path(path_type=Path),
+    help="The site's privacy policy (YAML; docs/hospitals.md). Flags below override its keys; defaults are safe.",
 )
-@click.option("--budget-delta", default=1e-5, show_default=True, type=float)
+@click.option("--budget-epsilon", type=float, help="The site's total privacy budget over all runs [policy: 10].")
+@click.option("--budget-delta", type=float, help="The site's delta [policy: 1e-5].")
+@click.option("--max-run-epsilon", type=float, help="The most epsilon one run may spend [policy: 10].")
+@click.option(
+    "--trust-fab-hash", "trusted_fab_hashes", multiple=True, help="SHA-256 of an app bundle (FAB) the site reviewed."
+)
+@click.option("--cache-dir", type=click.Path(path_type=Path), help="Where decoded images are cached (mode 0600).")
+@click.option("--allow-non-chest", is_flag=True, default=None, help="Read DICOMs that are not chest radiographs.")
+@click.option(
+    "--image-level-privacy",
+    is_flag=True,
+    default=None,
+    help="Accept DP per image when the folder has no patient IDs (recorded in the model card).",
+)
 @click.option(
     "--ledger",
     type=click.Path(path_type=Path),
@@ -150,16 +163,33 @@ def cli(
         click.echo(ctx.get_help())
         raise ConfigError("to join a federation pass --data DIR and --superlink HOST:PORT (or use a subcommand)")
     device = "auto" if use_gpu is None else ("cuda" if use_gpu else "cpu")
+    policy = site_policy(
+        options.pop("policy_file"),
+        budget_epsilon=options.pop("budget_epsilon"),
+        budget_delta=options.pop("budget_delta"),
+        max_run_epsilon=options.pop("max_run_epsilon"),
+        trusted_fab_hashes=options.pop("trusted_fab_hashes"),
+        cache_dir=options.pop("cache_dir"),
+        allow_non_chest=options.pop("allow_non_chest"),
+        image_level=options.pop("image_level_privacy"),
+    )
     settings = JoinSettings(
         data_dir=data_dir,
         superlink=superlink,
         ledger=ledger or default_ledger(options["site_name"]),
         device=device,
+        policy=policy,
         **options,
     )
     settings.validate()
     check = check_site(
-        DataConfig(data_dir=data_dir, labels=options["labels"], patient_pattern=options["patient_pattern"])
+        DataConfig(
+            data_dir=data_dir,
+            labels=options["labels"],
+            patient_pattern=options["patient_pattern"],
+            cache_dir=Path(policy.cache_dir) if policy.cache_dir else None,
+            allow_non_chest=policy.allow_non_chest,
+        )
     )
     if not check.summary["usable"]:
         raise DataError(f"{data_dir}: no readable images; run 'cxr-client check --data {data_dir}' for the details")
@@ -168,6 +198,38 @@ def cli(
         err=True,
     )
     start_supernode(settings)
+
+
+def site_policy(
+    path: Path | None,
+    *,
+    budget_epsilon: float | None,
+    budget_delta: float | None,
+    max_run_epsilon: float | None,
+    trusted_fab_hashes: tuple[str, ...],
+    cache_dir: Path | None,
+    allow_non_chest: bool | None,
+    image_level: bool | None,
+) -> SitePolicy:
+    """The site's policy: its YAML file (or the safe defaults) with the flags given on the command line on top."""
+    values = SitePolicy.load(path, deployed=True).to_mapping() if path else SitePolicy().to_mapping()
+    if budget_epsilon is not None:
+        values["budget-epsilon"] = budget_epsilon
+        if max_run_epsilon is None:
+            values["max-run-epsilon"] = min(values["max-run-epsilon"], budget_epsilon)
+    if budget_delta is not None:
+        values["budget-delta"] = budget_delta
+        values["max-run-delta"] = min(values["max-run-delta"], budget_delta)
+    if max_run_epsilon is not None:
+        values["max-run-epsilon"] = max_run_epsilon
+    values["trusted-fab-hashes"] = [*values["trusted-fab-hashes"], *trusted_fab_hashes]
+    if cache_dir is not None:
+        values["cache-dir"] = str(cache_dir.expanduser().resolve())
+    if allow_non_chest:
+        values["allow-non-chest"] = True
+    if image_level:
+        values.update({"privacy-unit": "image", "allow-image-level": True})
+    return SitePolicy.from_mapping(values, source=str(path or "command line"))
 
 
 @cli.command("budget")

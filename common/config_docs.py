@@ -23,7 +23,7 @@ SECTIONS = {
     "public-data": "public pretraining on the server (no privacy cost; other patients than the sites' and the test set's)",
     "partition": "simulated hospitals (split by patient; holdout patients never reach a site)",
     "latent-dim": "model",
-    "dp": "sites: discriminator with DP-SGD (privacy unit: patient)",
+    "target-epsilon": "sites: discriminator with DP-SGD (what is requested; each site's own policy decides)",
     "g-steps": "server: generator (never sees real data)",
     "feature-matching-weight": "DP feature matching: each site releases once noisy class sums of its patients' embeddings",
     "generator-members": "published generator",

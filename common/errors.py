@@ -23,5 +23,9 @@ class BudgetExceededError(CxrError):
     """A DP round would push a site past its privacy budget."""
 
 
+class PolicyRefusal(CxrError):
+    """A request falls outside the site's own policy (a cap, a mechanism, a second release); the site refuses it."""
+
+
 class ArtifactError(CxrError):
     """A published generator or checkpoint is missing, incomplete or not of this format."""

@@ -65,10 +65,10 @@ class ExperimentConfig:
         "coarse", 'coarse | nih6 | nih14 | path/to/conditions.yaml, optional ":A,B" subset', pretraining=True
     )
     image_size: int = _key(64, "32 | 64 | 128 | 256", pretraining=True)
-    cache_dir: str = _key("", 'preprocessing cache; "" = $CXR_CACHE_DIR or ~/.cache/cxr-fedsynth', private=True)
-    allow_non_chest: bool = _key(
-        False, "accept DICOMs whose body part or modality is not a chest radiograph", pretraining=True
+    cache_dir: str = _key(
+        "", 'the server\'s preprocessing cache; "" = $CXR_CACHE_DIR (sites: their policy)', private=True
     )
+    allow_non_chest: bool = _key(False, "the server reads non-chest DICOMs (sites: their policy)", pretraining=True)
     patient_pattern: str = _key("", "regex whose first group is the patient ID in a file name", private=True)
     phantom_patients: int = _key(320, "patients of the embedded phantom set (used when data-dir is empty)")
     # public pretraining
@@ -94,9 +94,8 @@ class ExperimentConfig:
     d_width: int = _key(16, "D's base width (the sites' DP cost grows with it)", pretraining=True)
     loss: str = _key("hinge", "hinge | nonsaturating", pretraining=True)
     # sites: discriminator with DP-SGD
-    dp: bool = _key(True, "false trains without DP: outputs are marked NOT PRIVATE")
-    target_epsilon: float = _key(10.0, "epsilon a site spends in the run (the release and the DP-SGD rounds together)")
-    target_delta: float = _key(1e-5, "delta of the run's (epsilon, delta) guarantee per site")
+    target_epsilon: float = _key(10.0, "epsilon requested of each site for the run (count, release and rounds)")
+    target_delta: float = _key(1e-5, "delta requested of each site; a site refuses a request over its policy's caps")
     max_grad_norm: float = _key(1.0, "per-patient clipping norm of D's gradients")
     batch_size: int = _key(32, "expected patients per DP batch (Poisson sampling of patients)")
     local_steps: int = _key(15, "DP-SGD steps per site per round")
@@ -104,7 +103,6 @@ class ExperimentConfig:
     aux_weight_d: float = _key(1.0, "weight of D's auxiliary class loss", pretraining=True)
     grad_sample_mode: str = _key("bk", "per-row clipping: bk (book-keeping) or Opacus ew | hooks | functorch | ghost")
     d_site_layers: str = _key("auto", "auto (= heads with public-data, else all) | all | heads | heads-norms")
-    site_budget_epsilon: float = _key(0.0, "a simulated site's total budget; 0 = target-epsilon")
     ledger_dir: str = _key("", '"" = <output-dir>/<run-name>/ledgers (simulated sites only)', private=True)
     # server: generator (never sees real data)
     g_steps: int = _key(15, "G steps per round against the aggregated D")
@@ -163,8 +161,8 @@ class ExperimentConfig:
                 raise ConfigError(f"run config {name.replace('_', '-')} must be at least 1 (got {getattr(self, name)})")
         if not 0 <= self.holdout_fraction < 1:
             raise ConfigError(f"run config holdout-fraction must be in [0, 1) (got {self.holdout_fraction})")
-        if self.dp and (self.target_epsilon <= 0 or not 0 < self.target_delta < 1 or self.max_grad_norm <= 0):
-            raise ConfigError("with dp=true, target-epsilon and max-grad-norm must be > 0 and target-delta in (0, 1)")
+        if self.target_epsilon <= 0 or not 0 < self.target_delta < 1 or self.max_grad_norm <= 0:
+            raise ConfigError("run config target-epsilon and max-grad-norm must be > 0 and target-delta in (0, 1)")
         if self.public_steps < 0 or (self.public_data and self.public_steps == 0):
             raise ConfigError(
                 "public-data needs public-steps > 0 (the pretraining steps on it); leave public-data empty for none"
@@ -330,22 +328,17 @@ class ExperimentConfig:
         """Feature matching runs with a weight > 0 and public pretraining (its embedding is the public D's features)."""
         return self.feature_matching_weight > 0 and self.pretrains_on_public
 
-    def privacy_plan(self) -> PrivacyPlan | None:
-        """The run's privacy plan at a site (computed once by each side; ``None`` without DP)."""
-        if not self.dp:
-            return None
+    def privacy_plan(self, *, releases: bool | None = None) -> PrivacyPlan:
+        """The run's privacy plan as requested (each side computes it once). ``releases``: whether the site takes
+        part in the feature release (default: whenever the run matches features)."""
+        releases = self.matches_features if releases is None else releases and self.matches_features
         return PrivacyPlan.for_run(
-            epsilon=min(self.target_epsilon, self.site_budget),
+            epsilon=self.target_epsilon,
             delta=self.target_delta,
-            release_share=self.feature_release_share if self.matches_features else 0.0,
+            release_share=self.feature_release_share if releases else 0.0,
             batch_size=self.batch_size,
             total_steps=self.total_local_steps,
         )
-
-    @property
-    def site_budget(self) -> float:
-        """A simulated site's total budget: ``site-budget-epsilon``, or the run's target when 0."""
-        return self.site_budget_epsilon or self.target_epsilon
 
     @property
     def total_local_steps(self) -> int:

@@ -31,36 +31,46 @@ class Record(StrEnum):
 
 
 class Metric(StrEnum):
-    """Keys of a site's metrics record (aggregates only; per-class image counts are ``class_images_key(i)``)."""
+    """Keys of a site's metrics record: only values the site's ledger covers or public constants of the run."""
 
-    NUM_EXAMPLES = "num-examples"
-    NUM_IMAGES = "num-images"
-    D_LOSS = "d-loss"
-    REAL_SCORE = "real-score"
     FAKE_SCORE = "fake-score"
-    AUX_ACCURACY = "aux-accuracy"
     LOCAL_STEPS = "local-steps"
     EPSILON = "epsilon"
-    EPSILON_TOTAL = "epsilon-total"
     DELTA = "delta"
-    NOISE_MULTIPLIER = "noise-multiplier"
-    SAMPLE_RATE = "sample-rate"
 
 
-#: The D-step losses and scores the server averages over sites for its log.
-LOSS_METRICS = (Metric.D_LOSS, Metric.REAL_SCORE, Metric.FAKE_SCORE, Metric.AUX_ACCURACY)
+class Status(StrEnum):
+    """Keys of a reply's status record: the site's own settings, never a value computed from its images."""
+
+    STATUS = "status"
+    REASON = "reason"
+    SITE = "site"
+    DP = "dp"
+    PRIVACY_UNIT = "privacy-unit"
+    DATA_KIND = "data-kind"
+
+
+#: Every value a site sends, and what protects it. The boundary test checks every reply against this table.
+PROTECTION: dict[str, str] = {
+    Record.DISCRIMINATOR: "DP-SGD (per-patient clipping, Gaussian noise), charged to the site's ledger before training",
+    Record.FEATURE_SUMS: "Gaussian mechanism at sensitivity 1 per patient, charged to the site's ledger before computing",
+    Metric.FAKE_SCORE: "post-processing: the DP discriminator's mean score on generated (public) images",
+    Metric.LOCAL_STEPS: "public constant: the run config's local-steps",
+    Metric.EPSILON: "public constant: the run's epsilon as approved by the site's policy (an upper bound)",
+    Metric.DELTA: "public constant: the run's delta as approved by the site's policy",
+    Status.STATUS: "public: ok or refused (a refusal depends only on the request, the policy and the ledger)",
+    Status.REASON: "public: a generic reason; details stay in the site's log",
+    Status.SITE: "public constant: the site's name from its own configuration",
+    Status.DP: "public constant: the site's policy",
+    Status.PRIVACY_UNIT: "public constant: the site's policy (patient, or image with allow-image-level)",
+    Status.DATA_KIND: "public constant: real site data or the embedded phantom drawings",
+}
 OK, REFUSED = "ok", "refused"
 _SUMS = "sums"
 
 
-def class_images_key(index: int) -> str:
-    """Metric key of the number of images of class ``index`` at a site."""
-    return f"class-{index}-images"
-
-
 def _checked_metrics(metrics: Mapping[str, float]) -> MetricRecord:
-    known = set(Metric)
-    unknown = [k for k in metrics if k not in known and not (k.startswith("class-") and k.endswith("-images"))]
+    unknown = [k for k in metrics if k not in set(Metric)]
     if unknown:
         raise ValueError(f"metric key(s) {unknown} are not part of the protocol (common.protocol.Metric)")
     return MetricRecord({k: float(v) for k, v in metrics.items()})
@@ -125,7 +135,8 @@ class ReleaseRequest:
 
 @dataclass(frozen=True)
 class SiteReply:
-    """Site -> server: status, aggregate metrics, and D's weights (a round) or the noisy table (the release)."""
+    """Site -> server: status, the site's own settings, DP-covered metrics, and D's weights (a round) or the
+    noisy table (the release). Every key is listed in ``PROTECTION``."""
 
     site: str
     status: str  # OK or REFUSED
@@ -133,18 +144,24 @@ class SiteReply:
     metrics: Mapping[str, float] = field(default_factory=dict)
     discriminator: StateDict | None = None
     feature_sums: torch.Tensor | None = None
+    dp: bool = True
+    privacy_unit: str = "patient"
+    data_kind: str = "site data"
 
     @property
     def ok(self) -> bool:
         return self.status == OK
 
     def to_content(self) -> RecordDict:
-        content = RecordDict(
-            {
-                Record.STATUS: ConfigRecord({"status": self.status, "reason": self.reason, "site": self.site}),
-                Record.METRICS: _checked_metrics(self.metrics),
-            }
-        )
+        status = {
+            Status.STATUS: self.status,
+            Status.REASON: self.reason,
+            Status.SITE: self.site,
+            Status.DP: self.dp,
+            Status.PRIVACY_UNIT: self.privacy_unit,
+            Status.DATA_KIND: self.data_kind,
+        }
+        content = RecordDict({Record.STATUS: ConfigRecord(status), Record.METRICS: _checked_metrics(self.metrics)})
         if self.discriminator is not None:
             content[Record.DISCRIMINATOR] = ArrayRecord(self.discriminator)
         if self.feature_sums is not None:
@@ -157,4 +174,14 @@ class SiteReply:
         discriminator = content[Record.DISCRIMINATOR].to_torch_state_dict() if Record.DISCRIMINATOR in content else None
         sums = content[Record.FEATURE_SUMS].to_torch_state_dict()[_SUMS] if Record.FEATURE_SUMS in content else None
         metrics = {str(k): float(v) for k, v in content[Record.METRICS].items()}
-        return cls(str(status["site"]), str(status["status"]), str(status["reason"]), metrics, discriminator, sums)
+        return cls(
+            str(status[Status.SITE]),
+            str(status[Status.STATUS]),
+            str(status[Status.REASON]),
+            metrics,
+            discriminator,
+            sums,
+            bool(status[Status.DP]),
+            str(status[Status.PRIVACY_UNIT]),
+            str(status[Status.DATA_KIND]),
+        )

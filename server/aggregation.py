@@ -2,26 +2,38 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, fields
 
 import torch
+
+from cxr_fedsynth.common.protocol import Metric, SiteReply
 
 
 @dataclass
 class SiteStats:
-    """What the server knows of a site: aggregate counts and its latest privacy figures."""
+    """What the server knows of a site: only what its replies carry (DP outputs and its public settings)."""
 
     name: str
-    patients: int = 0
-    images: int = 0
     rounds: int = 0
     steps: int = 0
-    epsilon: float = 0.0
+    epsilon: float = 0.0  # the run's epsilon as the site approved it (an upper bound on what it spent)
     delta: float | None = None
-    noise_multiplier: float | None = None
-    sample_rate: float | None = None
-    class_images: dict[str, int] = field(default_factory=dict)
+    dp: bool = True
+    privacy_unit: str = "patient"
+    data_kind: str = ""
     refused: int = 0
+
+    @classmethod
+    def from_checkpoint(cls, values: dict) -> SiteStats:
+        """Stats saved in a checkpoint (keys of older checkpoints that sites no longer send are dropped)."""
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in known})
+
+    def absorb(self, reply: SiteReply) -> None:
+        """Take a successful reply's public settings and DP-covered figures."""
+        self.epsilon = reply.metrics.get(Metric.EPSILON, self.epsilon)
+        self.delta = reply.metrics.get(Metric.DELTA, self.delta)
+        self.dp, self.privacy_unit, self.data_kind = reply.dp, reply.privacy_unit, reply.data_kind
 
 
 def weighted_average(states: list[dict[str, torch.Tensor]], weights: list[float]) -> dict[str, torch.Tensor]:

@@ -30,19 +30,21 @@ from cxr_fedsynth.common.gan.feature_matching import (
 from cxr_fedsynth.common.gan.generator_training import GeneratorTrainer
 from cxr_fedsynth.common.gan.models import Generator, build_models
 from cxr_fedsynth.common.protocol import (
-    LOSS_METRICS,
     Metric,
     ReleaseRequest,
     RoundInfo,
     SiteReply,
     TrainRequest,
-    class_images_key,
 )
 from cxr_fedsynth.common.publish.artifacts import clean_state_dict, publish_generator
 from cxr_fedsynth.server.aggregation import SiteStats, weighted_average
 from cxr_fedsynth.server.checkpoint import Checkpoint, load_checkpoint, module_state, restore_optimizer, save_checkpoint
 from cxr_fedsynth.server.generator_members import train_members
-from cxr_fedsynth.server.public_pretraining import pretrain_on_public, pretraining_key
+from cxr_fedsynth.server.public_pretraining import (
+    check_public_patients_are_not_private,
+    pretrain_on_public,
+    pretraining_key,
+)
 from cxr_fedsynth.server.release_targets import set_release_targets
 from cxr_fedsynth.server.run_card import run_model_card
 
@@ -69,7 +71,7 @@ class FederatedGanServer:
         self.public: dict | None = None
         self.matcher: FeatureMatcher | None = None
         self.feature_release: dict | None = None
-        self.plan = config.privacy_plan()  # None without DP
+        self.plan = config.privacy_plan()  # as requested: the public noise of the release
         self._resume()
 
     # ------------------------------------------------------------------ state
@@ -78,7 +80,7 @@ class FederatedGanServer:
         if checkpoint is None:
             return
         self._load_weights(checkpoint)
-        self.sites = {name: SiteStats(**stats) for name, stats in checkpoint.progress["sites"].items()}
+        self.sites = {name: SiteStats.from_checkpoint(stats) for name, stats in checkpoint.progress["sites"].items()}
         self.metric_rows = list(checkpoint.progress["metrics"])
         self.start_round = checkpoint.round + 1
         self.public = checkpoint.progress.get("public_pretraining")
@@ -164,7 +166,7 @@ class FederatedGanServer:
 
     def absorb_release(self, space: FeatureMatcher, replies: list[Message]) -> None:
         """Sum the sites' released tables into the class-mean targets G will match in ``space``."""
-        tables = []
+        tables, private = [], 0
         for reply in replies:
             if reply.has_error():
                 log.warning("feature release: a site failed: %s", reply.error.reason)
@@ -175,7 +177,8 @@ class FederatedGanServer:
                 log.warning("feature release: site %s refused: %s", stats.name, answer.reason)
                 continue
             tables.append(answer.feature_sums.to(self.device))
-            stats.epsilon = answer.metrics[Metric.EPSILON]
+            private += answer.dp
+            stats.absorb(answer)
         if len(tables) < self.config.min_sites:
             raise CxrError(
                 f"feature release: {len(tables)} site(s) released, min-sites is {self.config.min_sites}; see the sites' logs"
@@ -184,7 +187,8 @@ class FederatedGanServer:
             space,
             tables,
             config=self.config,
-            plan=self.plan,
+            plan=self.plan if private else None,
+            table_noise_std=self.plan.release_noise_multiplier * private**0.5,  # 0 from baseline sites without DP
             conditions=self.conditions.names,
             generator=self.g_trainer.generator,
         )
@@ -192,7 +196,7 @@ class FederatedGanServer:
 
     def absorb_replies(self, round_number: int, replies: list[Message], num_sent: int) -> dict:
         """Aggregate successful replies into D, update per-site stats; returns the round's site metrics."""
-        states, weights, losses = [], [], []
+        states, fake_scores = [], []
         refused, failed = 0, num_sent - len(replies)
         for reply in replies:
             if reply.has_error():
@@ -208,22 +212,14 @@ class FederatedGanServer:
                 log.warning("round %d: site %s refused: %s", round_number, stats.name, answer.reason)
                 continue
             states.append(answer.discriminator)
-            weights.append(metrics[Metric.NUM_EXAMPLES])
-            losses.append({str(k): metrics[k] for k in LOSS_METRICS})
-            stats.patients, stats.images = int(metrics[Metric.NUM_EXAMPLES]), int(metrics[Metric.NUM_IMAGES])
+            fake_scores.append(metrics[Metric.FAKE_SCORE])
             stats.rounds += 1
             stats.steps += int(metrics[Metric.LOCAL_STEPS])
-            stats.epsilon = metrics[Metric.EPSILON]
-            if self.plan is not None:
-                stats.delta, stats.noise_multiplier = metrics[Metric.DELTA], round(metrics[Metric.NOISE_MULTIPLIER], 4)
-                stats.sample_rate = round(metrics[Metric.SAMPLE_RATE], 5)
-            stats.class_images = {
-                name: int(metrics[class_images_key(i)]) for i, name in enumerate(self.conditions.names)
-            }
-        if states:
-            self.discriminator.load_state_dict(weighted_average(states, weights))
-        mean = {k: sum(row[k] for row in losses) / len(losses) for k in losses[0]} if losses else {}
-        return {"sites_ok": len(states), "sites_refused": refused, "sites_failed": failed, **mean}
+            stats.absorb(answer)
+        if states:  # equal weights: sites send no counts
+            self.discriminator.load_state_dict(weighted_average(states, [1.0] * len(states)))
+        row = {"sites_ok": len(states), "sites_refused": refused, "sites_failed": failed}
+        return row | ({"fake-score": sum(fake_scores) / len(fake_scores)} if fake_scores else {})
 
     # ------------------------------------------------------------------ loop
     def _wait_for_sites(self, grid: Grid) -> list[int]:
@@ -254,11 +250,12 @@ class FederatedGanServer:
     def run(self, grid: Grid) -> Path:
         """All remaining rounds, then publish; returns the published folder."""
         c = self.config
-        log.info("run %s: %d rounds, dp=%s, output %s", self.run_name, c.num_server_rounds, c.dp, self.run_dir)
+        log.info("run %s: %d rounds, output %s", self.run_name, c.num_server_rounds, self.run_dir)
         if c.feature_matching_weight > 0 and not c.matches_features:
             log.info(
                 "feature matching: off (it embeds with the public-pretrained D's features; set public-data to use it)"
             )
+        check_public_patients_are_not_private(c)
         if c.pretrains_on_public and self.public is None:
             self._pretrain_on_public()
         if c.matches_features and self.matcher is None:
@@ -291,13 +288,13 @@ class FederatedGanServer:
             self._checkpoint(round_number)
             eps = ", ".join(f"{n} {s.epsilon:.2f}" for n, s in sorted(self.sites.items()))
             log.info(
-                "round %d/%d: sites %d ok %d refused %d failed | D loss %.3f | G loss %.3f | epsilon %s | %.1fs",
+                "round %d/%d: sites %d ok %d refused %d failed | D on fakes %.3f | G loss %.3f | epsilon %s | %.1fs",
                 round_number,
                 c.num_server_rounds,
                 row["sites_ok"],
                 row["sites_refused"],
                 row["sites_failed"],
-                row.get("d-loss", float("nan")),
+                row.get("fake-score", float("nan")),
                 row["g_loss"],
                 eps or "-",
                 row["time_s"],

@@ -21,8 +21,9 @@ from pathlib import Path
 import torch
 
 from cxr_fedsynth.common.data.preprocess import to_model_range
-from cxr_fedsynth.common.data.site_data import load_labelled_images
-from cxr_fedsynth.common.errors import DataError
+from cxr_fedsynth.common.data.simulated_sites import read_run_dataset
+from cxr_fedsynth.common.data.site_data import load_labelled_images, read_site
+from cxr_fedsynth.common.errors import ConfigError, DataError
 from cxr_fedsynth.common.experiment_config import ExperimentConfig
 from cxr_fedsynth.common.gan.discriminator_training import DiscriminatorTrainer, generate_fakes
 from cxr_fedsynth.common.gan.generator_training import GeneratorTrainer
@@ -55,6 +56,24 @@ def public_set_name(config: ExperimentConfig) -> str:
         return config.public_name
     folder = Path(config.public_data).expanduser().name
     return f"{folder} ({Path(config.public_labels).name})" if config.public_labels else folder
+
+
+def check_public_patients_are_not_private(config: ExperimentConfig) -> None:
+    """Refuse a run whose public set shares a patient with the simulated sites' data (``data-dir``/``labels``):
+    pretraining on a site's patient without DP would void that patient's guarantee."""
+    if not config.pretrains_on_public or config.uses_phantoms:
+        return  # deployment: the sites' data never reaches the server
+    conditions = config.condition_set()
+    public = read_site(
+        Path(config.public_data).expanduser(), conditions, labels=config.path_or_none(config.public_labels)
+    )
+    shared = {r.patient_id for r in public.records} & {r.patient_id for r in read_run_dataset(config).records}
+    if shared:
+        raise ConfigError(
+            f"public-data {config.public_data} shares {len(shared)} patient(s) with the sites' data-dir "
+            f"{config.data_dir} (e.g. {sorted(shared)[:3]}); split them first (cxr-split --public-prefix) so that no "
+            "patient is both public and private"
+        )
 
 
 def pretraining_key(config: ExperimentConfig) -> str:

@@ -30,12 +30,14 @@ def set_release_targets(
     *,
     config: ExperimentConfig,
     plan: PrivacyPlan | None,
+    table_noise_std: float,
     conditions: list[str],
     generator: Generator,
 ) -> dict:
-    """Set ``space``'s targets from the sites' released ``tables``; returns the model card's release summary."""
-    release_noise = plan.release_noise_multiplier if plan is not None else 0.0
-    table_noise_std = release_noise * len(tables) ** 0.5  # 0 without DP
+    """Set ``space``'s targets from the sites' released ``tables``; returns the model card's release summary.
+
+    ``plan``: the run's plan (None when no releasing site used DP); ``table_noise_std``: the summed table's noise.
+    """
     space.set_targets(torch.stack(tables).sum(dim=0), table_noise_std)
     kept = None
     if plan is not None and config.feature_shrinkage != "off":

@@ -8,6 +8,11 @@ from cxr_fedsynth.common.experiment_config import ExperimentConfig
 from cxr_fedsynth.common.privacy.accounting import ACCOUNTANT
 from cxr_fedsynth.server.aggregation import SiteStats
 
+#: How the card words each privacy unit (a site's policy chooses it; patient unless the site accepts image level).
+UNIT_WORDS = {
+    "patient": "patient (Poisson sampling of patients, one image per sampled patient, per-patient clipping)",
+    "image": "image at one or more sites (their policies accept image-level privacy: no patient IDs)",
+}
 #: Run-config keys that hold local paths: never written into a public model card.
 PRIVATE_KEYS = frozenset(name for name, key in ExperimentConfig.keys().items() if key.private)
 
@@ -24,37 +29,48 @@ def run_model_card(
 ) -> dict:
     """The card's JSON (``common.publish.model_card`` renders it and writes it beside the weights)."""
     c = config
-    trained = [s for s in sites if s.rounds]
-    class_images = {name: sum(s.class_images.get(name, 0) for s in trained) for name in classes}
+    trained = sorted((s for s in sites if s.rounds), key=lambda s: s.name)
+    private = bool(trained) and all(s.dp for s in trained)
+    units = sorted({s.privacy_unit for s in trained})
+    kinds = sorted({s.data_kind for s in trained if s.data_kind})
+    noisy = (feature_release or {}).get("noisy_patients_per_class")
     return {
         "run_name": run_name,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "private": c.dp,
+        "private": private,
         "classes": classes,
         "condition_set": c.conditions,
         "rounds_planned": c.num_server_rounds,
         "rounds_completed": rounds_completed,
         "privacy": {
-            "dp": c.dp,
-            "unit": "patient (Poisson sampling of patients, one image per sampled patient, per-patient clipping)",
+            "dp": private,
+            "unit": UNIT_WORDS["image"] if "image" in units else UNIT_WORDS["patient"],
             "accountant": f"{ACCOUNTANT} (Opacus RDPAccountant)",
-            "target_epsilon": c.target_epsilon if c.dp else None,
-            "delta": c.target_delta if c.dp else None,
-            "max_grad_norm": c.max_grad_norm if c.dp else None,
+            "target_epsilon": c.target_epsilon if private else None,
+            "delta": c.target_delta if private else None,
+            "max_grad_norm": c.max_grad_norm if private else None,
             "feature_release": feature_release,
         },
         "sites": [
-            {**{k: v for k, v in vars(s).items() if k != "refused"}, "epsilon": s.epsilon if c.dp else None}
-            for s in sorted(trained, key=lambda s: s.name)
+            {
+                "name": s.name,
+                "rounds": s.rounds,
+                "steps": s.steps,
+                "epsilon": s.epsilon if s.dp else None,
+                "delta": s.delta if s.dp else None,
+                "privacy_unit": s.privacy_unit,
+            }
+            for s in trained
         ],
         "public_pretraining": public,
         "data": {
-            "description": "embedded PHANTOM chest drawings (not real radiographs)"
-            if c.uses_phantoms
-            else "site data (paths not recorded)",
-            "patients": sum(s.patients for s in trained),
-            "images": sum(s.images for s in trained),
-            "class_images": class_images,
+            "description": "; ".join(kinds) or "no site trained",
+            # Sites send no counts; the feature release's noisy per-class patient counts are DP estimates.
+            "patients": round(sum(noisy.values())) if noisy and private else None,
+            "patients_source": "noisy counts of the DP feature release"
+            if noisy and private
+            else "not released by the sites",
+            "class_patients": noisy if private else None,
         },
         "training": {k: v for k, v in c.to_run_config().items() if k not in PRIVATE_KEYS},
     }

@@ -111,7 +111,8 @@ def load_site_images(
     skipped = [res for res in results if isinstance(res, SkippedFile)]
     images = np.stack([results[i][0] for i in kept]) if kept else np.zeros((0, image_size, image_size), np.uint8)
     sizes = np.array([results[i][1] for i in kept], dtype=np.int64).reshape(-1, 2)
-    with atomic_path(entry) as tmp:
+    entry.parent.mkdir(parents=True, exist_ok=True, mode=0o700)  # decoded private images: the owner only
+    with atomic_path(entry, private=True) as tmp:
         with tmp.open("wb") as fh:
             np.savez(
                 fh,

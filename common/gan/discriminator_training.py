@@ -26,6 +26,7 @@ from cxr_fedsynth.common.gan.losses import d_loss_fake, d_loss_real
 from cxr_fedsynth.common.gan.models import Discriminator, Generator
 from cxr_fedsynth.common.privacy.bookkeeping_clipping import BookKeepingClipper
 from cxr_fedsynth.common.privacy.patient_sampler import PatientPoissonSampler
+from cxr_fedsynth.common.privacy.secure_noise import SecureDPOptimizer, SecureDPOptimizerFastGradientClipping
 
 # Opacus' hooks on the first layer fire although the images need no gradient; harmless, and noisy per step.
 warnings.filterwarnings(
@@ -97,7 +98,10 @@ class DiscriminatorTrainer:
         dp: DPSettings | None,
         accountant: RDPAccountant | None = None,
         noise_generator: torch.Generator | None = None,
+        secure_noise: bool = False,
     ) -> None:
+        """``secure_noise``: DP noise from the OS CSPRNG (``common.privacy.secure_noise``; what sites use), else
+        from ``noise_generator`` (seeded: reproducible, for tests and benchmarks)."""
         self.settings = settings
         self.discriminator = discriminator
         self.dp = dp
@@ -117,7 +121,12 @@ class DiscriminatorTrainer:
         else:
             extra = {"max_grad_norm": dp.max_grad_norm, "use_ghost_clipping": True} if mode == "ghost" else {}
             self.model = prepare_module(discriminator, mode, batch_first=True, loss_reduction="sum", **extra)
-        optimizer_class = DPOptimizerFastGradientClipping if mode in FAST_CLIPPING_MODES else DPOptimizer
+        if secure_noise:
+            optimizer_class = (
+                SecureDPOptimizerFastGradientClipping if mode in FAST_CLIPPING_MODES else SecureDPOptimizer
+            )
+        else:
+            optimizer_class = DPOptimizerFastGradientClipping if mode in FAST_CLIPPING_MODES else DPOptimizer
         self.optimizer = optimizer_class(
             optimizer,
             noise_multiplier=dp.noise_multiplier,
@@ -206,16 +215,19 @@ def train_discriminator_round(
     dp: DPSettings | None,
     accountant: RDPAccountant | None,
     seed: int,
+    secure_noise: bool = False,
 ) -> tuple[Discriminator, RoundResult]:
     """Run ``settings.steps`` D updates on a site's images; returns the hook-free D and aggregate metrics.
 
-    ``seed`` drives the fakes and the DP noise: sites pass fresh OS entropy (see client.site_round), tests a
-    fixed value.
+    ``seed`` drives the fakes (and the DP noise unless ``secure_noise``): sites pass fresh OS entropy and secure
+    noise (see client.site_round), tests a fixed value.
     """
     device = images.device
     gen = torch.Generator(device=device).manual_seed(seed)
     noise = torch.Generator(device=device).manual_seed(seed + 1)
-    trainer = DiscriminatorTrainer(discriminator, settings, dp=dp, accountant=accountant, noise_generator=noise)
+    trainer = DiscriminatorTrainer(
+        discriminator, settings, dp=dp, accountant=accountant, noise_generator=noise, secure_noise=secure_noise
+    )
     discriminator.train()
     history: list[dict[str, float]] = []
     for _ in range(settings.steps):

@@ -24,8 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-#: Ledger name of the release (the DP-SGD rounds are ``common.privacy.ledger.DP_SGD``).
-FEATURE_RELEASE = "gaussian-class-feature-sums"
+from cxr_fedsynth.common.privacy.secure_noise import secure_gaussian_like
+
 #: Per block of D's features: channel means and spatial standard deviations ("mean-std"), or channel means
 #: only ("mean": half the dimensions, so half the noise energy, but worse synthetic data; docs/results.md).
 STATISTICS = ("mean", "mean-std")
@@ -131,10 +131,13 @@ def patient_class_sums(
     """[classes, dim + 1] sums of ``[sqrt(1 - count_share) embedding, sqrt(count_share)]`` rows, each patient's
     images weighing 1 / its count.
 
-    Embeddings are clipped to norm 1 first, so the sensitivity bound holds whatever embedding is passed in.
+    Embeddings are clipped to norm 1 first, so the sensitivity bound holds whatever embedding is passed in; a
+    row with a non-finite value (a crafted feature space) is zeroed first, so no NaN or inf reaches the noise.
     """
     if not 0 < count_share < 1:
         raise ValueError(f"count_share must be in (0, 1) (got {count_share})")
+    finite = torch.isfinite(embeddings).all(dim=1, keepdim=True)
+    embeddings = torch.where(finite, embeddings, torch.zeros_like(embeddings))
     embeddings = embeddings * embeddings.norm(dim=1, keepdim=True).clamp_min(1.0).reciprocal()
     _, patient_index = np.unique(np.asarray(patient_ids), return_inverse=True)
     images_per_patient = np.bincount(patient_index)
@@ -145,8 +148,13 @@ def patient_class_sums(
     return sums.index_add_(0, labels.long(), rows * weights[:, None])
 
 
-def add_release_noise(sums: torch.Tensor, noise_multiplier: float, *, seed: int) -> torch.Tensor:
-    """The Gaussian mechanism at sensitivity 1: ``sums`` + N(0, noise_multiplier^2) per entry."""
+def add_release_noise(sums: torch.Tensor, noise_multiplier: float, *, seed: int | None = None) -> torch.Tensor:
+    """The Gaussian mechanism at sensitivity 1: ``sums`` + N(0, noise_multiplier^2) per entry.
+
+    Without ``seed`` (what sites do) the noise comes from the OS CSPRNG (``common.privacy.secure_noise``); a seed
+    makes it reproducible for tests."""
+    if seed is None:
+        return sums + secure_gaussian_like(sums, noise_multiplier)
     gen = torch.Generator(device=sums.device).manual_seed(seed)
     return sums + noise_multiplier * torch.randn(sums.shape, generator=gen, device=sums.device, dtype=sums.dtype)
 

@@ -16,12 +16,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from cxr_fedsynth.common.atomic import write_json_atomic
-from cxr_fedsynth.common.errors import BudgetExceededError, DataError
+from cxr_fedsynth.common.errors import BudgetExceededError, DataError, PolicyRefusal
 from cxr_fedsynth.common.privacy.accounting import ACCOUNTANT, epsilon_of
+from cxr_fedsynth.common.privacy.site_policy import DP_SGD
 
 LEDGER_FORMAT = 1
-#: Ledger name of a DP-SGD round (the one-off feature release is ``common.gan.feature_matching.FEATURE_RELEASE``).
-DP_SGD = "dp-sgd"
 
 
 @dataclass(frozen=True)
@@ -112,9 +111,14 @@ class SiteLedger:
         sample_rate: float,
         steps: int,
         mechanism: str = DP_SGD,
+        once_per_run: bool = False,
     ) -> float:
-        """Record a release before it runs; raises BudgetExceededError (recording nothing) if it would not fit."""
+        """Record a release before it runs; raises BudgetExceededError (recording nothing) if it would not fit,
+        and PolicyRefusal if ``once_per_run`` and the run already holds a ``mechanism`` entry (checked under the
+        same lock as the write, so two concurrent requests cannot both pass)."""
         with self._locked():
+            if once_per_run and self.released(run_id, mechanism):
+                raise PolicyRefusal(f"run {run_id} already received this site's {mechanism} release (one per run)")
             after = self.epsilon_if(noise_multiplier=noise_multiplier, sample_rate=sample_rate, steps=steps)
             if after > self.budget.epsilon:
                 raise BudgetExceededError(
@@ -134,6 +138,8 @@ class SiteLedger:
                     "budget": asdict(self.budget),
                     "entries": [asdict(e) for e in entries],
                 },
+                private=True,
+                durable=True,
             )
             return after
 

@@ -2,8 +2,9 @@
 feature release and the DP-SGD rounds, and the noise of each.
 
 The release's noise depends only on the run's config, so it is planned with the plan. The DP-SGD noise also
-depends on the site's own patient count (sample rate = expected batch / patients): a site plans it once per
-run with ``dp_sgd`` and keeps it in its state; the rounds and the release then compose to the run's epsilon.
+depends on the site's patient count (sample rate = expected batch / patients): once per run a site draws a
+noisy count (a Gaussian mechanism, in its ledger), plans with ``dp_sgd`` from it and keeps the result in its
+state; count, release and rounds then compose to the run's epsilon.
 """
 
 from __future__ import annotations
@@ -12,6 +13,10 @@ from dataclasses import dataclass
 
 from cxr_fedsynth.common.errors import ConfigError
 from cxr_fedsynth.common.privacy.accounting import HistoryEntry, plan_noise_multiplier
+
+#: Gaussian noise (sensitivity 1) of the patient count a site draws once per run to set its sample rate, so that
+#: neither the rate nor the DP-SGD noise derived from it reveals the site's exact number of patients.
+COUNT_NOISE_MULTIPLIER = 10.0
 
 
 @dataclass(frozen=True)
@@ -53,18 +58,25 @@ class PrivacyPlan:
         return self.release_noise_multiplier > 0
 
     @property
+    def count_history(self) -> list[HistoryEntry]:
+        """The accountant's entry of the site's noisy patient count (one Gaussian mechanism at sample rate 1)."""
+        return [(COUNT_NOISE_MULTIPLIER, 1.0, 1)]
+
+    @property
     def release_history(self) -> list[HistoryEntry]:
         """The accountant's entries of the feature release (one Gaussian mechanism at sample rate 1), if any."""
         return [(self.release_noise_multiplier, 1.0, 1)] if self.releases_features else []
 
-    def dp_sgd(self, num_patients: int) -> DpSgdPlan:
-        """The DP-SGD noise for a site of ``num_patients`` patients, composed with the release to ``epsilon``."""
-        sample_rate = min(1.0, self.batch_size / num_patients)
+    def dp_sgd(self, noisy_patients: float) -> DpSgdPlan:
+        """The DP-SGD noise for a site whose noisy patient count is ``noisy_patients``, composed with the count
+        and the release to ``epsilon``. Patients are then sampled at exactly this rate, so the accounting holds
+        whatever the true count."""
+        sample_rate = min(1.0, self.batch_size / max(noisy_patients, 1.0))
         noise = plan_noise_multiplier(
             target_epsilon=self.epsilon,
             delta=self.delta,
             sample_rate=sample_rate,
             steps=self.total_steps,
-            prior=self.release_history,
+            prior=self.count_history + self.release_history,
         )
         return DpSgdPlan(noise, sample_rate)

@@ -7,15 +7,16 @@ def privacy_statement(card: dict) -> str:
     """The guarantee in plain words (or NOT PRIVATE)."""
     if not card["private"]:
         return (
-            "NOT PRIVATE. This generator was trained WITHOUT differential privacy (dp=false). It may reproduce "
+            "NOT PRIVATE. This generator was trained WITHOUT differential privacy (a baseline site's policy). It may reproduce "
             "training images. Use it only as a baseline or control, never share it outside the sites' own governance."
         )
     sites = card.get("sites", [])
     worst = max((s["epsilon"] for s in sites), default=0.0)
     delta = card["privacy"]["delta"]
     return (
-        f"Differentially private at patient level: for every participating site, adding or removing all images "
-        f"of one patient changes the probability of any published output by at most a factor e^epsilon "
+        f"Differentially private at {'image' if card['privacy']['unit'].startswith('image') else 'patient'} level: "
+        f"for every participating site, adding or removing all images of one "
+        f"{'image' if card['privacy']['unit'].startswith('image') else 'patient'} changes the probability of any published output by at most a factor e^epsilon "
         f"(plus delta), with epsilon <= {worst:.3g} and delta = {delta:g} per site (accountant: "
         f"{card['privacy']['accountant']}). The generator never saw real images; it was trained only against the DP-protected "
         f"discriminator{' and the noisy class feature means the sites released once' if card['privacy'].get('feature_release') else ''}, "
@@ -54,14 +55,14 @@ def render_model_card(card: dict) -> str:
     lines += [
         "## Sites",
         "",
-        "| site | patients | images | rounds | DP steps | noise multiplier | sample rate | epsilon | delta |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| site | rounds | DP steps | epsilon (approved, upper bound) | delta | privacy unit |",
+        "|---|---:|---:|---:|---:|---|",
     ]
     for s in card.get("sites", []):
         lines.append(
-            f"| {s['name']} | {s['patients']} | {s['images']} | {s['rounds']} | {s['steps']} | "
-            f"{s.get('noise_multiplier') or '-'} | {s.get('sample_rate') or '-'} | "
-            f"{'NOT PRIVATE' if s['epsilon'] is None else format(s['epsilon'], '.3g')} | {s.get('delta') or '-'} |"
+            f"| {s['name']} | {s['rounds']} | {s['steps']} | "
+            f"{'NOT PRIVATE' if s['epsilon'] is None else format(s['epsilon'], '.3g')} | {s.get('delta') or '-'} | "
+            f"{s.get('privacy_unit', 'patient')} |"
         )
     lines += [
         "",
@@ -80,8 +81,7 @@ def render_model_card(card: dict) -> str:
         "## Data",
         "",
         f"- {card['data']['description']}",
-        f"- training patients: {card['data']['patients']}, images: {card['data']['images']}",
-        "- per-class training images: " + ", ".join(f"{k} {v}" for k, v in card["data"]["class_images"].items()),
+        *_data_lines(card["data"]),
         *_public_lines(card.get("public_pretraining")),
         "",
         "![samples](samples.png)",
@@ -170,6 +170,14 @@ def _embedding_words(release: dict) -> str:
         f"the images' {grid} x {grid} cell statistics ({release['pixel_share']:.0%} of the norm) and " if grid else ""
     )
     return f"{pixels}public-pretrained D features"
+
+
+def _data_lines(data: dict) -> list[str]:
+    """Sites send no counts: the card shows the DP estimates of the feature release, or says there are none."""
+    if data.get("class_patients"):
+        per_class = ", ".join(f"{k} {v}" for k, v in data["class_patients"].items())
+        return [f"- training patients, about {data['patients']} ({data['patients_source']}): {per_class}"]
+    return [f"- training patients: {data.get('patients_source', 'not released by the sites')}"]
 
 
 def _public_lines(public: dict | None) -> list[str]:

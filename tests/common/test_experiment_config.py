@@ -72,9 +72,14 @@ def test_feature_matching_runs_only_with_public_pretraining() -> None:
     assert with_public.matches_features and len(with_public.privacy_plan().release_history) == 1
     assert with_public.privacy_plan().release_epsilon == with_public.feature_release_share * with_public.target_epsilon
     assert ExperimentConfig().privacy_plan().release_history == [], "no public data: no release planned"
-    assert with_public.replace(dp=False).privacy_plan() is None, "no DP: nothing to account"
+    assert with_public.privacy_plan(releases=False).release_history == [], "a site whose policy refuses the release"
 
 
 def test_values_are_coerced_to_field_types() -> None:
-    config = ExperimentConfig.from_run_config({"target-epsilon": 3, "dp": "false", "local-steps": 4.0})
-    assert config.target_epsilon == 3.0 and config.dp is False and config.local_steps == 4
+    config = ExperimentConfig.from_run_config({"target-epsilon": 3, "allow-non-chest": "true", "local-steps": 4.0})
+    assert config.target_epsilon == 3.0 and config.allow_non_chest is True and config.local_steps == 4
+
+
+def test_the_run_config_cannot_switch_dp_off() -> None:
+    with pytest.raises(ConfigError, match=r"unknown run-config key\(s\) \['dp'\]"):
+        ExperimentConfig.from_run_config({"dp": False})

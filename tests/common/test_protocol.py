@@ -1,4 +1,5 @@
-"""The message protocol: requests and replies survive Flower's records unchanged; unknown reply keys are refused."""
+"""The message protocol: requests and replies survive Flower's records unchanged, and a reply can carry only keys
+whose protection is named in ``PROTECTION`` (anything else is refused before it is sent)."""
 
 from __future__ import annotations
 
@@ -7,13 +8,15 @@ import torch
 
 from cxr_fedsynth.common.protocol import (
     OK,
+    PROTECTION,
     REFUSED,
     Metric,
+    Record,
     ReleaseRequest,
     RoundInfo,
     SiteReply,
+    Status,
     TrainRequest,
-    class_images_key,
 )
 
 
@@ -28,19 +31,31 @@ def test_requests_round_trip_through_records() -> None:
     assert release.info.round == 0 and torch.equal(release.feature_space["v"], d["v"])
 
 
-def test_replies_round_trip_and_carry_only_protocol_metrics() -> None:
-    metrics = {Metric.NUM_EXAMPLES: 12.0, Metric.EPSILON: 1.5, class_images_key(2): 4.0}
+def test_replies_round_trip_and_carry_only_protected_keys() -> None:
+    metrics = {Metric.FAKE_SCORE: -0.5, Metric.EPSILON: 10.0, Metric.DELTA: 1e-5, Metric.LOCAL_STEPS: 15.0}
     reply = SiteReply(
         "site-a", OK, "trained", metrics, discriminator={"v": torch.ones(2)}, feature_sums=torch.zeros(4, 3)
     )
-    back = SiteReply.from_content(reply.to_content())
-    assert (
-        back.ok
-        and back.site == "site-a"
-        and back.metrics == {"num-examples": 12.0, "epsilon": 1.5, "class-2-images": 4.0}
-    )
+    content = reply.to_content()
+    back = SiteReply.from_content(content)
+    assert back.ok and back.site == "site-a" and back.metrics == {str(k): v for k, v in metrics.items()}
+    assert back.dp and back.privacy_unit == "patient"
     assert torch.equal(back.discriminator["v"], torch.ones(2)) and back.feature_sums.shape == (4, 3)
+    sent = {*content.keys(), *content[Record.STATUS].keys(), *content[Record.METRICS].keys()} - {
+        Record.STATUS,
+        Record.METRICS,
+    }
+    assert sent <= set(PROTECTION), f"keys without a named protection: {sent - set(PROTECTION)}"
+    assert set(PROTECTION) == {Record.DISCRIMINATOR, Record.FEATURE_SUMS, *Metric, *Status}, (
+        "one entry per key, no more"
+    )
     refused = SiteReply.from_content(SiteReply("b", REFUSED, "budget").to_content())
     assert not refused.ok and refused.discriminator is None and refused.feature_sums is None
+
+
+@pytest.mark.parametrize(
+    "key", ["num-examples", "real-score", "d-loss", "aux-accuracy", "sample-rate", "noise-multiplier"]
+)
+def test_values_computed_on_real_images_or_revealing_counts_cannot_be_sent(key: str) -> None:
     with pytest.raises(ValueError, match="not part of the protocol"):
-        SiteReply("a", OK, "x", {"image-path-0": 1.0}).to_content()
+        SiteReply("a", OK, "x", {key: 1.0}).to_content()

@@ -6,11 +6,12 @@ from pathlib import Path
 
 import torch
 
-from cxr_fedsynth.client.site_round import RunPrivacyState, Site, run_site_round
+from cxr_fedsynth.client.site_round import RunPrivacyState, Site, run_site_round, site_plan
 from cxr_fedsynth.common.data.simulated_sites import read_run_dataset, split_records
 from cxr_fedsynth.common.experiment_config import ExperimentConfig
 from cxr_fedsynth.common.gan.models import build_models
-from cxr_fedsynth.common.privacy.ledger import Budget
+from cxr_fedsynth.common.privacy.site_policy import SitePolicy
+from cxr_fedsynth.common.protocol import PROTECTION
 from cxr_fedsynth.common.publish.artifacts import clean_state_dict
 from cxr_fedsynth.server.aggregation import SiteStats
 from cxr_fedsynth.server.federated_gan import FederatedGanServer
@@ -68,9 +69,9 @@ def test_released_feature_targets_survive_a_restart(tmp_path: Path) -> None:
     assert not torch.equal(second.matcher.features[0].weight, second.discriminator.features[0].weight)
 
 
-def test_reply_holds_only_dp_weights_and_aggregate_metrics(tmp_path: Path) -> None:
+def test_reply_holds_only_protected_values(tmp_path: Path) -> None:
     per_site, _ = split_records(CONFIG, read_run_dataset(CONFIG).records, 2)
-    site = Site("s", per_site[0], tmp_path / "ledger.json", Budget(10.0, 1e-5))
+    site = Site("s", per_site[0], tmp_path / "ledger.json", SitePolicy())
     g, d = build_models(CONFIG.architecture(4), seed=0)
     weights = {"generator": clean_state_dict(g), "discriminator": clean_state_dict(d)}
     reply, _ = run_site_round(
@@ -80,27 +81,11 @@ def test_reply_holds_only_dp_weights_and_aggregate_metrics(tmp_path: Path) -> No
         run_id="r",
         round_number=1,
         state=RunPrivacyState(),
-        plan=CONFIG.privacy_plan(),
+        plan=site_plan(CONFIG, site.policy),
     )
     assert set(reply.discriminator) == set(clean_state_dict(d))
-    assert all(t.shape == clean_state_dict(d)[k].shape for k, t in reply.discriminator.items()), (
-        "weights only, no per-sample tensors"
-    )
-    allowed = {
-        "num-examples",
-        "num-images",
-        "d-loss",
-        "real-score",
-        "fake-score",
-        "aux-accuracy",
-        "local-steps",
-        "epsilon",
-        "epsilon-total",
-        "delta",
-        "noise-multiplier",
-        "sample-rate",
-    }
-    assert set(reply.metrics) - allowed == {f"class-{i}-images" for i in range(4)}
-    assert all(isinstance(v, float) for v in reply.metrics.values())
-    texts = [reply.reason, *[r.path.name for r in site.records]]
-    assert not any(name in reply.reason for name in texts[1:]) and str(tmp_path) not in reply.reason
+    assert all(t.shape == clean_state_dict(d)[k].shape for k, t in reply.discriminator.items()), "weights only"
+    content = reply.to_content()
+    sent = {*content.keys(), *content["status"].keys(), *content["metrics"].keys()} - {"status", "metrics"}
+    assert sent <= set(PROTECTION), f"unprotected keys: {sent - set(PROTECTION)}"
+    assert not any(r.path.name in reply.reason for r in site.records) and str(tmp_path) not in reply.reason
