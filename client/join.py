@@ -72,12 +72,12 @@ class JoinSettings:
     @property
     def policy_path(self) -> Path:
         """Where the effective policy is written for the SuperNode: beside the ledger, readable by the site only."""
-        return self.ledger.parent / "policy.yaml"
+        return self.ledger.with_name(f"{self.ledger.stem}.policy.yaml")
 
     @property
     def runner_dir(self) -> Path:
         """The folder put first on the SuperNode's PATH: it holds the site's checked ClientApp runner."""
-        return self.ledger.parent / "bin"
+        return self.ledger.with_name(f"{self.ledger.stem}.bin")
 
     def write_policy(self) -> None:
         """Write the effective policy (0600) and the ClientApp runner the SuperNode starts."""

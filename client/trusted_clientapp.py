@@ -26,6 +26,8 @@ APPROVED_CLIENTAPP = "cxr_fedsynth.client.app:app"
 POLICY_ENV = "CXR_SITE_POLICY"
 #: Files a FAB may carry without its hash being pinned: configuration and documentation, never code.
 DATA_SUFFIXES = (".toml", ".md", ".yaml", ".yml", ".json", ".jsonl", "LICENSE", "/")
+#: Flower's own metadata inside every FAB (the list of its files and their hashes).
+FAB_METADATA = ".info/"
 log = logging.getLogger("cxr_fedsynth.client")
 
 
@@ -44,7 +46,7 @@ def approve_fab(content: bytes, policy: SitePolicy) -> str:
             config = tomllib.loads(fab.read("pyproject.toml").decode())
     except (zipfile.BadZipFile, KeyError, tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise FabRefused(f"FAB {digest[:16]} refused: not a readable app bundle ({exc})") from None
-    code = [name for name in names if not name.endswith(DATA_SUFFIXES)]
+    code = [name for name in names if not name.endswith(DATA_SUFFIXES) and not name.startswith(FAB_METADATA)]
     if code:
         raise FabRefused(
             f"FAB {digest[:16]} refused: it carries code ({', '.join(code[:3])}) and its SHA-256 {digest} is not "
