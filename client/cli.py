@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sys
 from pathlib import Path
@@ -155,7 +156,8 @@ def cli(
 ) -> None:
     """cxr-fedsynth site client. With --data and --superlink: validate the folder, then join the federation.
 
-    Subcommands: check (validate a folder), budget (privacy spent), keygen (a site key for node authentication).
+    Subcommands: check (validate a folder), budget (privacy spent), keygen (a site key for node authentication),
+    fab-hash (the hash of an app bundle to pin in the site policy).
     """
     if ctx.invoked_subcommand is not None:
         return
@@ -230,6 +232,16 @@ def site_policy(
     if image_level:
         values.update({"privacy-unit": "image", "allow-image-level": True})
     return SitePolicy.from_mapping(values, source=str(path or "command line"))
+
+
+@cli.command("fab-hash")
+@click.argument("app", type=click.Path(exists=True, path_type=Path))
+def fab_hash_command(app: Path) -> None:
+    """SHA-256 of an app bundle (a .fab file or an app folder) to pin in the site policy's trusted-fab-hashes."""
+    from flwr.cli.build import build_fab_from_disk
+
+    content = app.read_bytes() if app.is_file() else build_fab_from_disk(app)
+    click.echo(hashlib.sha256(content).hexdigest())
 
 
 @cli.command("budget")

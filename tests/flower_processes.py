@@ -180,3 +180,33 @@ def secure_superlink(home: Path, certs: dict[str, Path]) -> Iterator[SecureSuper
     finally:
         stop_process_group(process)
         log.close()
+
+
+@contextmanager
+def insecure_superlink(home: Path) -> Iterator[SecureSuperLink]:
+    """A deployment SuperLink without TLS on a free loopback port (connection ``loopback``); stopped by PID."""
+    port = free_port()
+    env = flower_env(home, free_port(), free_port())
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "config.toml").write_text(
+        f'[superlink]\ndefault = "loopback"\n\n[superlink.loopback]\naddress = "127.0.0.1:{port}"\ninsecure = true\n'
+    )
+    command = [
+        "flower-superlink",
+        "--insecure",
+        "--disable-runtime-dependency-installation",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--database",
+        str(home / "state.db"),
+    ]
+    log = (home / "superlink.log").open("w")
+    process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        wait_healthy(process, f"http://127.0.0.1:{port}/health", home / "superlink.log")
+        yield SecureSuperLink(env, f"127.0.0.1:{port}", Path(), process)
+    finally:
+        stop_process_group(process)
+        log.close()

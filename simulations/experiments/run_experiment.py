@@ -2,8 +2,9 @@
 
     python simulations/experiments/run_experiment.py simulations/experiments/<name>.toml [--out runs/] [--repeat 2]
 
-The TOML holds ``[experiment]`` (num-sites, public-prefix) and ``[run-config]``: only the run-config keys
-that differ from the defaults (docs/configuration.md). Data comes from ``$CXR_SHARED_DATA/cxr128`` (default ../shared/data):
+The TOML holds ``[experiment]`` (num-sites, public-prefix, and optionally site-policy: a YAML file beside it that
+every simulated site uses, e.g. a no-DP baseline) and ``[run-config]``: only the run-config keys that differ from
+the defaults (docs/configuration.md). Data comes from ``$CXR_SHARED_DATA/cxr128`` (default ../shared/data):
 ``cxr-split --public-prefix`` writes public.csv (the public set, e.g. the NIH rows) and private.csv (the
 sites' data and the held-out test patients), the simulation trains on private.csv (pretraining on public.csv
 when ``public-steps`` > 0), and ``cxr-evaluate`` tests on the held-out patients of the private sources.
@@ -12,6 +13,7 @@ when ``public-steps`` > 0), and ``cxr-evaluate`` tests on the held-out patients 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -19,6 +21,7 @@ import tomllib
 from pathlib import Path
 
 from cxr_fedsynth.common.experiment_config import ExperimentConfig
+from cxr_fedsynth.common.privacy.site_policy import SIMULATED_POLICY_ENV, SitePolicy
 
 APP = Path(__file__).resolve().parents[1] / "nih_split"
 
@@ -35,9 +38,9 @@ def _run_config(values: dict[str, object]) -> str:
     return " ".join(f"{key}={_toml_value(value)}" for key, value in values.items())
 
 
-def _run(command: list[str]) -> None:
+def _run(command: list[str], env: dict[str, str] | None = None) -> None:
     print("+", " ".join(command), flush=True)
-    subprocess.run(command, check=True)
+    subprocess.run(command, check=True, env=env)
 
 
 def main() -> None:
@@ -81,6 +84,8 @@ def main() -> None:
     )
     if int(run_config.get("public-steps", ExperimentConfig().public_steps)) > 0:
         run_config.update({"public-data": str(data), "public-labels": str(split / "public.csv")})
+    policy = (args.config.parent / experiment["site-policy"]).resolve() if "site-policy" in experiment else None
+    env = {**os.environ, SIMULATED_POLICY_ENV: str(policy)} if policy else None
     _run(
         [
             "flwr",
@@ -91,10 +96,17 @@ def main() -> None:
             f"num-supernodes={num_sites} client-resources-num-cpus=1",
             "--run-config",
             _run_config(run_config),
-        ]
+        ],
+        env,
     )
     if not (out / name / "generator.safetensors").is_file():  # flwr run exits 0 even when the ServerApp failed
         sys.exit(f"{name}: no generator was published under {out / name}; see the log above")
+    private = json.loads((out / name / "model_card.json").read_text())["private"]
+    if private != (policy is None or SitePolicy.load(policy, deployed=False).dp):
+        sys.exit(
+            f"{name}: the sites ran {'with' if private else 'without'} DP, not as {policy or 'the default policy'} says: "
+            f"the background SuperLink keeps the environment it was started with; stop it and run again"
+        )
     _run(
         [
             "cxr-evaluate",

@@ -12,7 +12,7 @@ import pandas as pd
 
 def _run(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-c", "from client.cli import main; main()", *args],
+        [sys.executable, "-c", "from cxr_fedsynth.client.cli import main; main()", *args],
         capture_output=True,
         text=True,
         timeout=300,

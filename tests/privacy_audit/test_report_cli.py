@@ -44,7 +44,7 @@ def _audit(inputs: dict[str, Path], out: Path, *extra: str) -> tuple[int, dict, 
         *extra,
     ]
     result = subprocess.run(
-        [sys.executable, "-c", "from privacy_audit.cli import main; main()", *args],
+        [sys.executable, "-c", "from cxr_fedsynth.privacy_audit.cli import main; main()", *args],
         capture_output=True,
         text=True,
         timeout=600,

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from cxr_fedsynth.common.experiment_config import ExperimentConfig
+from cxr_fedsynth.common.privacy.site_policy import SitePolicy
 
 EXPERIMENTS = sorted((Path(__file__).resolve().parents[2] / "simulations" / "experiments").glob("*.toml"))
 
@@ -20,3 +21,5 @@ def test_experiment_holds_only_changes_to_the_defaults(path: Path) -> None:
     ExperimentConfig.from_run_config(run_config)  # every key known, every value valid
     defaults = ExperimentConfig().to_run_config()
     assert not [k for k, v in run_config.items() if defaults[k] == v], "restates a default"
+    if "site-policy" in experiment["experiment"]:  # the simulated sites' own policy file, beside the experiment
+        SitePolicy.load(path.parent / experiment["experiment"]["site-policy"], deployed=False)
