@@ -66,8 +66,8 @@ def create_dev_certificates(out_dir: Path, *, hosts: list[str]) -> dict[str, Pat
     )
     paths = {
         "ca": out_dir / "ca.crt",
-        "cert": out_dir / "cxr_fedsynth.server.pem",
-        "key": out_dir / "cxr_fedsynth.server.key",
+        "cert": out_dir / "server.pem",
+        "key": out_dir / "server.key",
     }
     write_secret_or_public(paths["ca"], ca_cert.public_bytes(serialization.Encoding.PEM))
     write_secret_or_public(paths["cert"], server_cert.public_bytes(serialization.Encoding.PEM))

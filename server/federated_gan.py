@@ -288,7 +288,7 @@ class FederatedGanServer:
             self._checkpoint(round_number)
             eps = ", ".join(f"{n} {s.epsilon:.2f}" for n, s in sorted(self.sites.items()))
             log.info(
-                "round %d/%d: sites %d ok %d refused %d failed | D on fakes %.3f | G loss %.3f | epsilon %s | %.1fs",
+                "round %d/%d: sites %d ok %d refused %d failed | D on fakes %.3f | G loss %.3f | epsilon approved %s | %.1fs",
                 round_number,
                 c.num_server_rounds,
                 row["sites_ok"],

@@ -74,7 +74,7 @@ def render_model_card(card: dict) -> str:
         f"and auxiliary-classifier heads (width {arch['d_width']}), GroupNorm, global pooling",
         f"- rounds: {card['rounds_completed']} of {card['rounds_planned']} planned; loss {card['training']['loss']}",
         f"- weights: `generator.safetensors` (SHA-256 `{card.get('weights_sha256', '')[:16]}...`); load with "
-        "`common.publish.artifacts.load_generator` or sample with `cxr-generate`",
+        "`cxr_fedsynth.common.publish.artifacts.load_generator` or sample with `cxr-generate`",
         *_member_lines(card.get("members", [])),
         _sampling_line(card.get("sampling", {})),
         "",
