@@ -10,7 +10,7 @@ import ssl
 import subprocess
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -145,68 +145,44 @@ class SecureSuperLink:
 
 
 @contextmanager
-def secure_superlink(home: Path, certs: dict[str, Path]) -> Iterator[SecureSuperLink]:
-    """Start ``flower-superlink`` with TLS + node auth on a free loopback port; always stop it by PID."""
+def _deployment_superlink(
+    home: Path, connection: str, *, options: list[str], connection_toml: str, certs: dict[str, Path] | None
+) -> Iterator[SecureSuperLink]:
+    """Start a deployment ``flower-superlink`` on a free loopback port, reachable as ``connection``; stopped by PID."""
     port = free_port()
     env = flower_env(home, free_port(), free_port())
     home.mkdir(parents=True, exist_ok=True)
     (home / "config.toml").write_text(
-        '[superlink]\ndefault = "hospitalnet"\n\n[superlink.hospitalnet]\n'
-        f'address = "127.0.0.1:{port}"\nroot-certificates = "{certs["ca"]}"\n'
+        f'[superlink]\ndefault = "{connection}"\n\n[superlink.{connection}]\n'
+        f'address = "127.0.0.1:{port}"\n{connection_toml}\n'
     )
     command = [
-        "flower-superlink",
-        "--ssl-ca-certfile",
-        str(certs["ca"]),
-        "--ssl-certfile",
-        str(certs["cert"]),
-        "--ssl-keyfile",
-        str(certs["key"]),
+        "flower-superlink", *options, "--disable-runtime-dependency-installation",
+        "--host", "127.0.0.1", "--port", str(port), "--database", str(home / "state.db"),
+    ]  # fmt: skip
+    log = (home / "superlink.log").open("w")
+    process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    scheme, verify = ("https", ssl.create_default_context(cafile=str(certs["ca"]))) if certs else ("http", True)
+    try:
+        wait_healthy(process, f"{scheme}://127.0.0.1:{port}/health", home / "superlink.log", verify=verify)
+        yield SecureSuperLink(env, f"127.0.0.1:{port}", certs["ca"] if certs else Path(), process)
+    finally:
+        stop_process_group(process)
+        log.close()
+
+
+def secure_superlink(home: Path, certs: dict[str, Path]) -> AbstractContextManager[SecureSuperLink]:
+    """A SuperLink with TLS + SuperNode authentication, reachable as connection ``hospitalnet``."""
+    options = [
+        "--ssl-ca-certfile", str(certs["ca"]), "--ssl-certfile", str(certs["cert"]), "--ssl-keyfile", str(certs["key"]),
         "--enable-supernode-auth",
-        "--disable-runtime-dependency-installation",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--database",
-        str(home / "state.db"),
-    ]
-    log = (home / "superlink.log").open("w")
-    process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    trusted = ssl.create_default_context(cafile=str(certs["ca"]))
-    try:
-        wait_healthy(process, f"https://127.0.0.1:{port}/health", home / "superlink.log", verify=trusted)
-        yield SecureSuperLink(env, f"127.0.0.1:{port}", certs["ca"], process)
-    finally:
-        stop_process_group(process)
-        log.close()
+    ]  # fmt: skip
+    toml = f'root-certificates = "{certs["ca"]}"'
+    return _deployment_superlink(home, "hospitalnet", options=options, connection_toml=toml, certs=certs)
 
 
-@contextmanager
-def insecure_superlink(home: Path) -> Iterator[SecureSuperLink]:
-    """A deployment SuperLink without TLS on a free loopback port (connection ``loopback``); stopped by PID."""
-    port = free_port()
-    env = flower_env(home, free_port(), free_port())
-    home.mkdir(parents=True, exist_ok=True)
-    (home / "config.toml").write_text(
-        f'[superlink]\ndefault = "loopback"\n\n[superlink.loopback]\naddress = "127.0.0.1:{port}"\ninsecure = true\n'
+def insecure_superlink(home: Path) -> AbstractContextManager[SecureSuperLink]:
+    """A SuperLink without TLS (for tests of what a site does, not of the transport), as connection ``loopback``."""
+    return _deployment_superlink(
+        home, "loopback", options=["--insecure"], connection_toml="insecure = true", certs=None
     )
-    command = [
-        "flower-superlink",
-        "--insecure",
-        "--disable-runtime-dependency-installation",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--database",
-        str(home / "state.db"),
-    ]
-    log = (home / "superlink.log").open("w")
-    process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        wait_healthy(process, f"http://127.0.0.1:{port}/health", home / "superlink.log")
-        yield SecureSuperLink(env, f"127.0.0.1:{port}", Path(), process)
-    finally:
-        stop_process_group(process)
-        log.close()
