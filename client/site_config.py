@@ -48,7 +48,7 @@ def simulated_site_data(
 ) -> tuple[list[ImageRecord], SiteImages]:
     """A simulated site's records and decoded images, read and split once per process (kept across rounds)."""
     per_site, _holdout = split_records(config, read_run_dataset(config).records, num_partitions)
-    name = f"sim-site-{partition}"
+    name = site_name({"partition-id": partition})
     return per_site[partition], read_site_images(config.image_size, policy, name, per_site[partition])
 
 

@@ -70,10 +70,18 @@ _SUMS = "sums"
 
 
 def _checked_metrics(metrics: Mapping[str, float]) -> MetricRecord:
-    unknown = [k for k in metrics if k not in set(Metric)]
+    unknown = sorted(set(metrics) - set(Metric))
     if unknown:
         raise ValueError(f"metric key(s) {unknown} are not part of the protocol (common.protocol.Metric)")
     return MetricRecord({k: float(v) for k, v in metrics.items()})
+
+
+def sent_keys(content: RecordDict) -> set[str]:
+    """Every value key a reply's content carries: its array records and the keys of its status and metrics."""
+    return {*content.keys(), *content[Record.STATUS].keys(), *content[Record.METRICS].keys()} - {
+        Record.STATUS,
+        Record.METRICS,
+    }
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from cxr_fedsynth.common.protocol import (
     SiteReply,
     Status,
     TrainRequest,
+    sent_keys,
 )
 
 
@@ -41,10 +42,7 @@ def test_replies_round_trip_and_carry_only_protected_keys() -> None:
     assert back.ok and back.site == "site-a" and back.metrics == {str(k): v for k, v in metrics.items()}
     assert back.dp and back.privacy_unit == "patient"
     assert torch.equal(back.discriminator["v"], torch.ones(2)) and back.feature_sums.shape == (4, 3)
-    sent = {*content.keys(), *content[Record.STATUS].keys(), *content[Record.METRICS].keys()} - {
-        Record.STATUS,
-        Record.METRICS,
-    }
+    sent = sent_keys(content)
     assert sent <= set(PROTECTION), f"keys without a named protection: {sent - set(PROTECTION)}"
     assert set(PROTECTION) == {Record.DISCRIMINATOR, Record.FEATURE_SUMS, *Metric, *Status}, (
         "one entry per key, no more"

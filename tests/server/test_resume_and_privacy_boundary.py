@@ -11,7 +11,7 @@ from cxr_fedsynth.common.data.simulated_sites import read_run_dataset, split_rec
 from cxr_fedsynth.common.experiment_config import ExperimentConfig
 from cxr_fedsynth.common.gan.models import build_models
 from cxr_fedsynth.common.privacy.site_policy import SitePolicy
-from cxr_fedsynth.common.protocol import PROTECTION
+from cxr_fedsynth.common.protocol import PROTECTION, sent_keys
 from cxr_fedsynth.common.publish.artifacts import clean_state_dict
 from cxr_fedsynth.server.aggregation import SiteStats
 from cxr_fedsynth.server.federated_gan import FederatedGanServer
@@ -86,6 +86,6 @@ def test_reply_holds_only_protected_values(tmp_path: Path) -> None:
     assert set(reply.discriminator) == set(clean_state_dict(d))
     assert all(t.shape == clean_state_dict(d)[k].shape for k, t in reply.discriminator.items()), "weights only"
     content = reply.to_content()
-    sent = {*content.keys(), *content["status"].keys(), *content["metrics"].keys()} - {"status", "metrics"}
+    sent = sent_keys(content)
     assert sent <= set(PROTECTION), f"unprotected keys: {sent - set(PROTECTION)}"
     assert not any(r.path.name in reply.reason for r in site.records) and str(tmp_path) not in reply.reason

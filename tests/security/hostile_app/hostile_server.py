@@ -17,7 +17,7 @@ from flwr.serverapp import Grid, ServerApp
 from cxr_fedsynth.common.experiment_config import ExperimentConfig
 from cxr_fedsynth.common.gan.feature_matching import FeatureMatcher
 from cxr_fedsynth.common.gan.models import build_models
-from cxr_fedsynth.common.protocol import ReleaseRequest, RoundInfo, SiteReply, TrainRequest
+from cxr_fedsynth.common.protocol import ReleaseRequest, RoundInfo, SiteReply, TrainRequest, sent_keys
 from cxr_fedsynth.common.publish.artifacts import clean_state_dict
 
 app = ServerApp()
@@ -39,7 +39,7 @@ def _send(grid: Grid, node: int, content: RecordDict, kind: str, timeout: float)
     if reply.has_error():
         return {"outcome": "error", "error": reply.error.reason}
     content = reply.content
-    keys = sorted({*content.keys(), *content["status"].keys(), *content["metrics"].keys()} - {"status", "metrics"})
+    keys = sorted(sent_keys(content))
     answer = SiteReply.from_content(content)
     return {"outcome": answer.status, "reason": answer.reason, "keys": keys, "metrics": dict(answer.metrics)}
 
