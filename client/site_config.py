@@ -13,7 +13,7 @@ import functools
 from collections.abc import Mapping
 from pathlib import Path
 
-from cxr_fedsynth.client.site_round import PHANTOM_DATA, SITE_DATA, Site, read_site_images
+from cxr_fedsynth.client.site_round import Site, read_site_images
 from cxr_fedsynth.common.data.image_cache import SiteImages
 from cxr_fedsynth.common.data.patients import PER_IMAGE
 from cxr_fedsynth.common.data.records import ImageRecord
@@ -22,6 +22,7 @@ from cxr_fedsynth.common.data.site_data import read_site
 from cxr_fedsynth.common.errors import ConfigError, DataError
 from cxr_fedsynth.common.experiment_config import ExperimentConfig
 from cxr_fedsynth.common.privacy.site_policy import SitePolicy
+from cxr_fedsynth.common.protocol import PHANTOM_DATA, SITE_DATA
 
 #: Node-config keys ``cxr-client`` sets for its SuperNode (the site's own settings).
 DEPLOYED_KEYS = ("data-path", "labels", "site-name", "ledger", "policy", "device", "patient-pattern")

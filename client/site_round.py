@@ -30,11 +30,9 @@ from cxr_fedsynth.common.privacy.patient_sampler import PatientPoissonSampler
 from cxr_fedsynth.common.privacy.plan import COUNT_NOISE_MULTIPLIER, PrivacyPlan
 from cxr_fedsynth.common.privacy.secure_noise import secure_gaussian_like
 from cxr_fedsynth.common.privacy.site_policy import DP_SGD, FEATURE_RELEASE, PATIENT_COUNT, SitePolicy
-from cxr_fedsynth.common.protocol import OK, REFUSED, Metric, SiteReply
+from cxr_fedsynth.common.protocol import OK, REFUSED, SITE_DATA, Metric, SiteReply
 
 log = logging.getLogger(__name__)
-PHANTOM_DATA = "embedded PHANTOM chest drawings (not real radiographs)"
-SITE_DATA = "site data (paths not recorded)"
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ from cxr_fedsynth.common.gan.discriminator_training import GRAD_SAMPLE_MODES, TR
 from cxr_fedsynth.common.gan.feature_matching import GAP_CAPS, SHRINKAGE, STATISTICS, EmbeddingSpec
 from cxr_fedsynth.common.gan.generator_training import MODE_SEEKING_SCOPES, GeneratorSettings
 from cxr_fedsynth.common.gan.losses import check_loss
-from cxr_fedsynth.common.gan.models import GanArchitecture
+from cxr_fedsynth.common.gan.models import D_HEADS, G_UPSAMPLING, GanArchitecture
 from cxr_fedsynth.common.privacy.plan import PrivacyPlan
 
 
@@ -34,6 +34,11 @@ class RunConfigKey:
     doc: str
     private: bool  # a local path or pattern: never written into a public model card
     pretraining: bool  # changes the public pretraining (part of its reuse key)
+
+
+PUBLIC_AUTO = "auto"
+PUBLIC_PHANTOMS = "phantoms"
+PUBLIC_PHANTOM_SEED_OFFSET = 1_000_003  # the public phantoms' drawings share no random stream with the sites'
 
 
 def _key(default: object, doc: str, *, private: bool = False, pretraining: bool = False) -> object:
@@ -73,7 +78,11 @@ class ExperimentConfig:
     phantom_patients: int = _key(320, "patients of the embedded phantom set (used when data-dir is empty)")
     # public pretraining
     public_data: str = _key(
-        "", 'a public CXR set of other patients (no privacy cost); "" = none', private=True, pretraining=True
+        "auto",
+        'a public CXR set of other patients (no privacy cost): a folder | "phantoms" (the embedded public phantom '
+        'set: other phantom patients) | "auto" (= "phantoms" when the sites use phantoms, else none) | "" (none)',
+        private=True,
+        pretraining=True,
     )
     public_labels: str = _key("", "its label table", private=True, pretraining=True)
     public_name: str = _key(
@@ -93,6 +102,16 @@ class ExperimentConfig:
     g_width: int = _key(16, "G's base width (server cost only)", pretraining=True)
     d_width: int = _key(16, "D's base width (the sites' DP cost grows with it)", pretraining=True)
     loss: str = _key("hinge", "hinge | nonsaturating", pretraining=True)
+    d_head: str = _key(
+        "pooled",
+        "D's real/fake head: pooled (spatial mean of its 4x4 features) | spatial (all 16 positions)",
+        pretraining=True,
+    )
+    g_upsample: str = _key(
+        "transpose",
+        "G's upsampling: transpose (4x4 transposed conv) | nearest (nearest + 3x3 conv, no checkerboard)",
+        pretraining=True,
+    )
     # sites: discriminator with DP-SGD
     target_epsilon: float = _key(10.0, "epsilon requested of each site for the run (count, release and rounds)")
     target_delta: float = _key(1e-5, "delta requested of each site; a site refuses a request over its policy's caps")
@@ -144,6 +163,11 @@ class ExperimentConfig:
     def __post_init__(self) -> None:
         check_image_size(self.image_size)
         check_loss(self.loss)
+        if self.d_head not in D_HEADS or self.g_upsample not in G_UPSAMPLING:
+            raise ConfigError(
+                f"run config d-head must be one of {D_HEADS} and g-upsample one of {G_UPSAMPLING} "
+                f"(got {self.d_head!r}, {self.g_upsample!r})"
+            )
         PartitionSpec(1, self.partition, self.dirichlet_alpha)
         positive = (
             "num_server_rounds",
@@ -163,9 +187,14 @@ class ExperimentConfig:
             raise ConfigError(f"run config holdout-fraction must be in [0, 1) (got {self.holdout_fraction})")
         if self.target_epsilon <= 0 or not 0 < self.target_delta < 1 or self.max_grad_norm <= 0:
             raise ConfigError("run config target-epsilon and max-grad-norm must be > 0 and target-delta in (0, 1)")
-        if self.public_steps < 0 or (self.public_data and self.public_steps == 0):
+        if self.public_steps < 0 or (self.public_source and self.public_steps == 0):
             raise ConfigError(
-                "public-data needs public-steps > 0 (the pretraining steps on it); leave public-data empty for none"
+                "public-data needs public-steps > 0 (the pretraining steps on it); set public-data = '' for none"
+            )
+        if self.public_source == PUBLIC_PHANTOMS and not self.uses_phantoms:
+            raise ConfigError(
+                "public-data = 'phantoms' pretrains on drawings, not radiographs: with a real data-dir give a real "
+                "public set (a folder of other patients) or public-data = '' for none"
             )
         if self.feature_matching_weight < 0:
             raise ConfigError("run config feature-matching-weight must be >= 0 (0 turns feature matching off)")
@@ -265,7 +294,9 @@ class ExperimentConfig:
         return load_condition_set(self.conditions)
 
     def architecture(self, num_classes: int) -> GanArchitecture:
-        return GanArchitecture(self.image_size, num_classes, self.latent_dim, self.g_width, self.d_width)
+        return GanArchitecture(
+            self.image_size, num_classes, self.latent_dim, self.g_width, self.d_width, self.d_head, self.g_upsample
+        )
 
     def discriminator_settings(self) -> DiscriminatorSettings:
         return DiscriminatorSettings(
@@ -305,9 +336,22 @@ class ExperimentConfig:
     def uses_phantoms(self) -> bool:
         return not self.data_dir
 
+    def public_phantom_spec(self) -> PhantomSpec:
+        """The embedded public phantom set: as many patients as the sites' set, other patients, another seed."""
+        return dataclasses.replace(
+            self.phantom_spec(), seed=self.seed + PUBLIC_PHANTOM_SEED_OFFSET, patient_prefix="PUBLIC"
+        )
+
+    @property
+    def public_source(self) -> str:
+        """``public-data`` resolved: "" (none), "phantoms" or a folder."""
+        if self.public_data == PUBLIC_AUTO:
+            return PUBLIC_PHANTOMS if self.uses_phantoms else ""
+        return self.public_data
+
     @property
     def pretrains_on_public(self) -> bool:
-        return bool(self.public_data) and self.public_steps > 0
+        return bool(self.public_source) and self.public_steps > 0
 
     @property
     def site_layers(self) -> str:

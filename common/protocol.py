@@ -84,6 +84,11 @@ def sent_keys(content: RecordDict) -> set[str]:
     }
 
 
+#: What a site says its data is (``Status.DATA_KIND``): the model card reports it.
+PHANTOM_DATA = "embedded PHANTOM chest drawings (not real radiographs)"
+SITE_DATA = "site data (paths not recorded)"
+
+
 @dataclass(frozen=True)
 class RoundInfo:
     """The ids every request carries: the run, the round (0 for the feature release), the server's run folder."""
@@ -154,7 +159,7 @@ class SiteReply:
     feature_sums: torch.Tensor | None = None
     dp: bool = True
     privacy_unit: str = "patient"
-    data_kind: str = "site data"
+    data_kind: str = SITE_DATA
 
     @property
     def ok(self) -> bool:

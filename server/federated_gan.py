@@ -22,7 +22,7 @@ from flwr.serverapp import Grid
 from cxr_fedsynth.common.atomic import atomic_path
 from cxr_fedsynth.common.devices import pick_device
 from cxr_fedsynth.common.errors import CxrError
-from cxr_fedsynth.common.experiment_config import ExperimentConfig
+from cxr_fedsynth.common.experiment_config import PUBLIC_PHANTOMS, ExperimentConfig
 from cxr_fedsynth.common.gan.feature_matching import (
     MIN_CLASS_PATIENTS,
     FeatureMatcher,
@@ -30,6 +30,7 @@ from cxr_fedsynth.common.gan.feature_matching import (
 from cxr_fedsynth.common.gan.generator_training import GeneratorTrainer
 from cxr_fedsynth.common.gan.models import Generator, build_models
 from cxr_fedsynth.common.protocol import (
+    PHANTOM_DATA,
     Metric,
     ReleaseRequest,
     RoundInfo,
@@ -267,6 +268,8 @@ class FederatedGanServer:
             messages = [Message(content=content, message_type=MessageType.TRAIN, dst_node_id=node) for node in nodes]
             replies = list(grid.send_and_receive(messages, timeout=c.round_timeout))
             row = {"round": round_number, **self.absorb_replies(round_number, replies, len(messages))}
+            if round_number == self.start_round:
+                self._warn_if_phantom_pretraining_meets_real_sites()
             if row["sites_ok"] < c.min_sites:
                 log.warning(
                     "round %d: %d site(s) trained, fewer than min-sites=%d; stopping",
@@ -324,6 +327,15 @@ class FederatedGanServer:
         return train_members(
             self.config, start, self.discriminator, self.matcher, rounds=self._rounds_completed(), device=self.device
         )
+
+    def _warn_if_phantom_pretraining_meets_real_sites(self) -> None:
+        real = sorted(n for n, s in self.sites.items() if s.data_kind and s.data_kind != PHANTOM_DATA)
+        if self.config.public_source == PUBLIC_PHANTOMS and real:
+            log.warning(
+                "G and D were pretrained on the embedded PHANTOM drawings but site(s) %s hold real images: "
+                "set public-data to a public X-ray set of other patients (or '' for none)",
+                ", ".join(real),
+            )
 
     def _rounds_completed(self) -> int:
         return sum(1 for r in self.metric_rows if r.get("sites_ok", 0) >= self.config.min_sites)

@@ -21,10 +21,10 @@ from pathlib import Path
 import torch
 
 from cxr_fedsynth.common.data.preprocess import to_model_range
-from cxr_fedsynth.common.data.simulated_sites import read_run_dataset
+from cxr_fedsynth.common.data.simulated_sites import public_dataset_dir, read_run_dataset
 from cxr_fedsynth.common.data.site_data import load_labelled_images, read_site
 from cxr_fedsynth.common.errors import ConfigError, DataError
-from cxr_fedsynth.common.experiment_config import ExperimentConfig
+from cxr_fedsynth.common.experiment_config import PUBLIC_PHANTOMS, ExperimentConfig
 from cxr_fedsynth.common.gan.discriminator_training import DiscriminatorTrainer, generate_fakes
 from cxr_fedsynth.common.gan.generator_training import GeneratorTrainer
 from cxr_fedsynth.common.gan.models import Discriminator
@@ -54,7 +54,9 @@ def public_set_name(config: ExperimentConfig) -> str:
     """A path-free name of the public set: ``public-name``, else the folder (and table) names."""
     if config.public_name:
         return config.public_name
-    folder = Path(config.public_data).expanduser().name
+    if config.public_source == PUBLIC_PHANTOMS:
+        return "embedded public PHANTOM set (procedural drawings of other patients, not radiographs)"
+    folder = Path(config.public_source).expanduser().name
     return f"{folder} ({Path(config.public_labels).name})" if config.public_labels else folder
 
 
@@ -64,13 +66,11 @@ def check_public_patients_are_not_private(config: ExperimentConfig) -> None:
     if not config.pretrains_on_public or config.uses_phantoms:
         return  # deployment: the sites' data never reaches the server
     conditions = config.condition_set()
-    public = read_site(
-        Path(config.public_data).expanduser(), conditions, labels=config.path_or_none(config.public_labels)
-    )
+    public = read_site(public_dataset_dir(config), conditions, labels=config.path_or_none(config.public_labels))
     shared = {r.patient_id for r in public.records} & {r.patient_id for r in read_run_dataset(config).records}
     if shared:
         raise ConfigError(
-            f"public-data {config.public_data} shares {len(shared)} patient(s) with the sites' data-dir "
+            f"public-data {config.public_source} shares {len(shared)} patient(s) with the sites' data-dir "
             f"{config.data_dir} (e.g. {sorted(shared)[:3]}); split them first (cxr-split --public-prefix) so that no "
             "patient is both public and private"
         )
@@ -79,7 +79,7 @@ def check_public_patients_are_not_private(config: ExperimentConfig) -> None:
 def pretraining_key(config: ExperimentConfig) -> str:
     """Digest of what determines the pretrained weights: the settings, the public table's bytes, the code version."""
     settings = {k: v for k, v in config.to_run_config().items() if k not in NOT_PRETRAINING_KEYS}
-    settings["public-data"] = str(Path(config.public_data).expanduser().resolve())
+    settings["public-data"] = str(public_dataset_dir(config).resolve())
     settings["public-labels"] = file_sha256(Path(config.public_labels).expanduser()) if config.public_labels else ""
     settings["cxr-fedsynth"] = version("cxr-fedsynth")
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
@@ -91,7 +91,7 @@ def pretrain_on_public(
     """Alternate ``public-steps`` plain D steps and G steps on the public set; D and G are updated in place."""
     conditions = config.condition_set()
     data = load_labelled_images(
-        Path(config.public_data).expanduser(),
+        public_dataset_dir(config),
         conditions,
         labels=config.path_or_none(config.public_labels),
         image_size=config.image_size,
@@ -99,7 +99,7 @@ def pretrain_on_public(
     )
     if len(data.records) < config.public_batch_size:
         raise DataError(
-            f"public-data {config.public_data}: {len(data.records)} images, fewer than public-batch-size {config.public_batch_size}"
+            f"public-data {config.public_source}: {len(data.records)} images, fewer than public-batch-size {config.public_batch_size}"
         )
     images, labels = to_model_range(data.images).to(device), torch.from_numpy(data.conditions).to(device)
     d_settings = dataclasses.replace(  # public: all of D, at the pretraining's own batch and learning rate

@@ -43,6 +43,7 @@ class PhantomSpec:
     images_per_patient: int = 2
     image_size: int = 64
     seed: int = 0
+    patient_prefix: str = "PHANTOM"  # the public phantom set's patients are other patients: another prefix
 
 
 def _ellipse(x: np.ndarray, y: np.ndarray, cx: float, cy: float, rx: float, ry: float) -> np.ndarray:
@@ -128,14 +129,14 @@ def generate_phantom_dataset(out_dir: Path, spec: PhantomSpec) -> Path:
             findings = CLASS_FINDINGS[condition][rng.integers(len(CLASS_FINDINGS[condition]))]
             anatomy = _anatomy(rng)
             for k in range(spec.images_per_patient):
-                name = f"phantom_{p:05d}_{k:03d}.png"
+                name = f"{spec.patient_prefix.lower()}_{p:05d}_{k:03d}.png"
                 Image.fromarray(render_phantom(findings, anatomy, rng, spec.image_size)).save(tmp / name)
                 rows.append(
                     {
                         "Image Index": name,
                         "Finding Labels": findings,
                         "Follow-up #": k,
-                        "Patient ID": f"PHANTOM-{p:05d}",
+                        "Patient ID": f"{spec.patient_prefix}-{p:05d}",
                         "Source": PHANTOM_SOURCE,
                     }
                 )

@@ -11,7 +11,7 @@ from cxr_fedsynth.common.data.partition import holdout_mask, partition_by_patien
 from cxr_fedsynth.common.data.phantoms import default_phantom_dir, generate_phantom_dataset
 from cxr_fedsynth.common.data.records import ImageRecord, SiteRecords
 from cxr_fedsynth.common.data.site_data import read_site
-from cxr_fedsynth.common.experiment_config import ExperimentConfig
+from cxr_fedsynth.common.experiment_config import PUBLIC_PHANTOMS, ExperimentConfig
 
 
 def dataset_dir(config: ExperimentConfig) -> Path:
@@ -20,6 +20,15 @@ def dataset_dir(config: ExperimentConfig) -> Path:
         return Path(config.data_dir).expanduser()
     cache = config.path_or_none(config.cache_dir) or default_cache_dir()
     return generate_phantom_dataset(default_phantom_dir(cache, config.phantom_spec()), config.phantom_spec())
+
+
+def public_dataset_dir(config: ExperimentConfig) -> Path:
+    """The public set's folder: ``public-data``, or the embedded public phantom set (generated once into the cache)."""
+    if config.public_source != PUBLIC_PHANTOMS:
+        return Path(config.public_source).expanduser()
+    cache = config.path_or_none(config.cache_dir) or default_cache_dir()
+    spec = config.public_phantom_spec()
+    return generate_phantom_dataset(default_phantom_dir(cache, spec), spec)
 
 
 def read_run_dataset(config: ExperimentConfig) -> SiteRecords:

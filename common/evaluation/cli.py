@@ -10,7 +10,10 @@ import click
 from cxr_fedsynth.common.atomic import write_json_atomic, write_text_atomic
 from cxr_fedsynth.common.cli_errors import run_cli
 from cxr_fedsynth.common.evaluation.evaluate import EvaluationRequest, run_evaluation
+from cxr_fedsynth.common.evaluation.realism_encoder import EncoderRecipe
 from cxr_fedsynth.common.evaluation.report_html import render_evaluation
+
+REALISM_SHOWN = ("frechet_distance", "precision", "recall", "linear_probe_auroc", "cnn_two_sample_auroc")
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -46,14 +49,45 @@ from cxr_fedsynth.common.evaluation.report_html import render_evaluation
     default=None,
     help="The run's discriminator (checkpoint/checkpoint.safetensors) to guide a generator published without one.",
 )
-def cli(out_dir: Path, **options) -> None:
+@click.option(
+    "--encoder",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Self-supervised realism encoder (safetensors); with --encoder-public it is trained there when absent.",
+)
+@click.option(
+    "--encoder-public",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Public images of other patients to train the realism encoder on (no labels used).",
+)
+@click.option("--encoder-public-labels", type=click.Path(path_type=Path), default=None)
+@click.option(
+    "--encoder-steps",
+    default=EncoderRecipe.steps,
+    show_default=True,
+    type=click.IntRange(1),
+    help="Training steps when the encoder is trained (the recipe's other settings are fixed).",
+)
+@click.option(
+    "--show-real",
+    is_flag=True,
+    help="Show real held-out images beside the synthetic ones in evaluation.html (off: the page holds no real image).",
+)
+def cli(out_dir: Path, show_real: bool, **options) -> None:
     """Write evaluation.json and evaluation.html."""
     result = run_evaluation(EvaluationRequest(**options))
     report = result["report"]
     out_dir.mkdir(parents=True, exist_ok=True)
     write_json_atomic(out_dir / "evaluation.json", report)
     write_text_atomic(
-        out_dir / "evaluation.html", render_evaluation(report, result["synthetic"], result["synthetic_labels"])
+        out_dir / "evaluation.html",
+        render_evaluation(
+            report,
+            result["synthetic"],
+            result["synthetic_labels"],
+            real=(result["real_test"], result["real_test_labels"]) if show_real else None,
+        ),
     )
     for name, metrics in report["classifiers"].items():
         pn = metrics.get("pneumonia_vs_normal", {}).get("auroc", float("nan"))
@@ -61,6 +95,12 @@ def cli(out_dir: Path, **options) -> None:
             f"{name}: macro AUROC {metrics['macro_auroc']:.3f}, pneumonia vs normal AUROC {pn:.3f}, accuracy {metrics['accuracy']:.3f}"
         )
     click.echo(report["baseline_verdict"])
+    if report["realism"]:
+        synthetic, control = report["realism"]["synthetic"], report["realism"]["real_control"]
+        click.echo(
+            "realism (synthetic / real-vs-real control): "
+            + ", ".join(f"{k} {synthetic[k]:.3f} / {control[k]:.3f}" for k in REALISM_SHOWN)
+        )
     click.echo(f"wrote {out_dir / 'evaluation.html'}")
 
 

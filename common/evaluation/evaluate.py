@@ -3,12 +3,12 @@ classifier trained directly on the real images with DP-SGD at the generator's ep
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
-from cxr_fedsynth.common.data.conditions import load_condition_set
+from cxr_fedsynth.common.data.conditions import ConditionSet, load_condition_set
 from cxr_fedsynth.common.data.image_cache import SiteImages
 from cxr_fedsynth.common.data.preprocess import to_uint8
 from cxr_fedsynth.common.data.site_data import load_labelled_images
@@ -21,6 +21,8 @@ from cxr_fedsynth.common.evaluation.classifier import (
     train_classifier,
     train_dp_classifier,
 )
+from cxr_fedsynth.common.evaluation.realism import realism_figures
+from cxr_fedsynth.common.evaluation.realism_encoder import EncoderRecipe, obtain_encoder
 from cxr_fedsynth.common.evaluation.utility import classification_metrics
 from cxr_fedsynth.common.progress import steps
 from cxr_fedsynth.common.publish.artifacts import PublishedGenerator, load_discriminator, load_generator, sample
@@ -43,6 +45,10 @@ class EvaluationRequest:
     discriminator: Path | None = None
     cache_dir: Path | None = None
     show_progress: bool = True
+    encoder: Path | None = None  # the self-supervised realism encoder (trained there from encoder_public if absent)
+    encoder_public: Path | None = None
+    encoder_public_labels: Path | None = None
+    encoder_steps: int = EncoderRecipe.steps
 
 
 def synthetic_set(
@@ -132,6 +138,7 @@ def run_evaluation(request: EvaluationRequest) -> dict:
             "real": fidelity.intensity_histogram(real_c) if len(real_c) else [],
         }
     two_sample = fidelity.two_sample_test(test.images, synthetic, seed=request.seed)
+    realism = _realism(request, conditions, size, test, synthetic, synthetic_labels)
     report = {
         "generator": {
             "path": str(request.generator_dir),
@@ -152,6 +159,7 @@ def run_evaluation(request: EvaluationRequest) -> dict:
         "classifiers": results,
         "baseline_verdict": baseline_note,
         "fidelity": fid,
+        "realism": realism,
         "classifier_two_sample_accuracy": two_sample["accuracy"],
         "classifier_two_sample_auroc": two_sample["auroc"],
         "within_class_diversity": diversity,
@@ -163,7 +171,53 @@ def run_evaluation(request: EvaluationRequest) -> dict:
             "feature_encoder": "the TRTR classifier's penultimate layer",
         },
     }
-    return {"report": report, "synthetic": synthetic, "synthetic_labels": synthetic_labels}
+    return {
+        "report": report,
+        "synthetic": synthetic,
+        "synthetic_labels": synthetic_labels,
+        "real_test": test.images,
+        "real_test_labels": test.conditions,
+    }
+
+
+def _realism(
+    request: EvaluationRequest,
+    conditions: ConditionSet,
+    size: int,
+    test: SiteImages,
+    synthetic: np.ndarray,
+    synthetic_labels: np.ndarray,
+) -> dict | None:
+    """Realism figures in the self-supervised encoder's space with their real-vs-real controls (None: no encoder)."""
+    if request.encoder is None:
+        return None
+    public = None
+    if not request.encoder.is_file() and request.encoder_public is not None:
+        public = load_labelled_images(
+            request.encoder_public,
+            conditions,
+            labels=request.encoder_public_labels,
+            image_size=size,
+            cache_dir=request.cache_dir,
+            show_progress=request.show_progress,
+        )
+        overlap = set(public.patient_ids) & set(test.patient_ids)
+        if overlap:
+            raise DataError(
+                f"{request.encoder_public}: {len(overlap)} patient(s) also in --real-test (e.g. {sorted(overlap)[0]}); "
+                "the encoder must be trained on other patients"
+            )
+    encoder, recipe, digest = obtain_encoder(
+        request.encoder,
+        image_size=size,
+        public_images=None if public is None else public.images,
+        recipe=EncoderRecipe(image_size=size, steps=request.encoder_steps),
+        show_progress=request.show_progress,
+    )
+    figures = realism_figures(
+        test.images, test.conditions, test.patient_ids, synthetic, synthetic_labels, encoder, seed=request.seed
+    )
+    return {**figures, "encoder": {"sha256": digest, "recipe": asdict(recipe), "path": str(request.encoder)}}
 
 
 def _add_dp_baseline(

@@ -15,7 +15,36 @@ def _fmt(value: float) -> str:
     return "n/a" if value is None or (isinstance(value, float) and np.isnan(value)) else f"{value:.3f}"
 
 
-def render_evaluation(report: dict, synthetic: np.ndarray, labels: np.ndarray) -> str:
+REALISM_ROWS = {
+    "frechet_distance": "Frechet distance (lower is better)",
+    "precision": "precision",
+    "recall": "recall",
+    "density": "density",
+    "coverage": "coverage",
+    "linear_probe_auroc": "linear-probe two-sample AUROC (0.5 = indistinguishable)",
+    "cnn_two_sample_auroc": "trained-CNN two-sample AUROC (0.5 = indistinguishable)",
+}
+
+
+def _realism_section(realism: dict | None) -> str:
+    if not realism:
+        return "<h2>Realism</h2><p>Not measured (give cxr-evaluate --encoder).</p>"
+    rows = "".join(
+        f"<tr><td>{label}</td><td>{_fmt(realism['synthetic'][key])}</td><td>{_fmt(realism['real_control'][key])}</td></tr>"
+        for key, label in REALISM_ROWS.items()
+    )
+    encoder = realism["encoder"]
+    return f"""<h2>Realism (features of a self-supervised encoder trained on public images only)</h2>
+<p>Real held-out half A ({realism["images"]["real_a"]} images) against {realism["images"]["compared"]} synthetic images drawn with
+the other half's class mix, and against that other half B of real patients (the control: what a perfect generator scores).
+Encoder sha256 {html.escape(encoder["sha256"][:16])}..., {encoder["recipe"]["steps"]} SimCLR steps at {encoder["recipe"]["image_size"]} px.</p>
+<table><tr><th>figure</th><th>synthetic vs real</th><th>real vs real (control)</th></tr>{rows}</table>"""
+
+
+def render_evaluation(
+    report: dict, synthetic: np.ndarray, labels: np.ndarray, *, real: tuple[np.ndarray, np.ndarray] | None = None
+) -> str:
+    """The page; ``real`` (held-out images and their labels) adds a grid of real images beside the synthetic one."""
     classes = report["classes"]
     head = (
         "<tr><th>classifier</th><th>macro AUROC</th><th>accuracy</th><th>macro F1</th><th>pneumonia vs normal AUROC</th>"
@@ -47,6 +76,12 @@ def render_evaluation(report: dict, synthetic: np.ndarray, labels: np.ndarray) -
         for c, v in report["within_class_diversity"].items()
     )
     grid = grid_image([synthetic[labels == i][:8] for i in range(len(classes))], classes, title="Synthetic samples")
+    real_grid = ""
+    if real is not None:
+        images, real_labels = real
+        shown = grid_image([images[real_labels == i][:8] for i in range(len(classes))], classes, title="Real held-out")
+        real_grid = f'<img alt="real held-out images" src="{image_data_uri(shown)}">'
+
     private = "" if report["generator"]["private"] else "<p><b>NOT PRIVATE generator (trained without DP).</b></p>"
     return f"""<!doctype html><html><head><meta charset="utf-8"><title>Evaluation: {html.escape(str(report["generator"]["run_name"]))}</title>
 <style>body{{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto}}table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:4px 8px}}</style></head><body>
@@ -54,10 +89,11 @@ def render_evaluation(report: dict, synthetic: np.ndarray, labels: np.ndarray) -
 <p><b>{html.escape(report["baseline_verdict"])}</b></p>
 <p>Real training set: {report["data"]["train_images"]} images of {report["data"]["train_patients"]} patients; real test set: {report["data"]["test_images"]} images of {report["data"]["test_patients"]} other patients; {report["data"]["synthetic_per_class"]} synthetic images per class.</p>
 <h2>Utility on real test patients</h2><table>{head}{rows}</table>
+{_realism_section(report.get("realism"))}
 <h2>Fidelity (features of a classifier trained here on real images)</h2>
 <p>Frechet distance {fid["fid"]:.3f}, KID {fid["kid_mean"]:.4f} ± {fid["kid_std"]:.4f}; precision {fid["precision"]:.3f}, recall {fid["recall"]:.3f}, density {fid["density"]:.3f}, coverage {fid["coverage"]:.3f};
 a classifier trained to tell real from synthetic images scores accuracy {report["classifier_two_sample_accuracy"]:.3f}, AUROC {report["classifier_two_sample_auroc"]:.3f} on held-out images (0.5 = indistinguishable, 1.0 = every image told apart).</p>
 <table><tr><th>class</th><th>within-class diversity, synthetic</th><th>within-class diversity, real</th><th>Frechet distance</th></tr>{div_rows}</table>
 <h2>Pixel-intensity histograms</h2><img src="{figure_data_uri(fig)}">
-<h2>Samples</h2><img src="{image_data_uri(grid)}">
+<h2>Samples</h2><img src="{image_data_uri(grid)}">{real_grid}
 </body></html>"""

@@ -15,6 +15,13 @@ from torch import nn
 
 from cxr_fedsynth.common.data.preprocess import check_image_size
 
+#: D's real/fake score from its last 4 x 4 features: "pooled" (their spatial mean: cheap, blind to layout) or
+#: "spatial" (a linear map of all 16 positions: sees where things are, 16x the adversarial head's parameters).
+D_HEADS = ("pooled", "spatial")
+#: G's upsampling: "transpose" (4 x 4 stride-2 transposed convolutions) or "nearest" (nearest-neighbour
+#: upsampling then a 3 x 3 convolution, which avoids the transposed convolution's checkerboard artefacts).
+G_UPSAMPLING = ("transpose", "nearest")
+
 
 @dataclass(frozen=True)
 class GanArchitecture:
@@ -25,9 +32,15 @@ class GanArchitecture:
     latent_dim: int = 64
     g_width: int = 32
     d_width: int = 16
+    d_head: str = "pooled"  # one of D_HEADS
+    g_upsample: str = "transpose"  # one of G_UPSAMPLING
 
     def __post_init__(self) -> None:
         check_image_size(self.image_size)
+        if self.d_head not in D_HEADS or self.g_upsample not in G_UPSAMPLING:
+            raise ValueError(
+                f"d_head must be one of {D_HEADS} and g_upsample one of {G_UPSAMPLING} (got {self.d_head!r}, {self.g_upsample!r})"
+            )
 
     @property
     def num_blocks(self) -> int:
@@ -42,6 +55,12 @@ def _groups(channels: int) -> int:
     return math.gcd(channels, 8)
 
 
+def _upsample(arch: GanArchitecture, c_in: int, c_out: int, *, bias: bool) -> list[nn.Module]:
+    if arch.g_upsample == "nearest":
+        return [nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(c_in, c_out, 3, padding=1, bias=bias)]
+    return [nn.ConvTranspose2d(c_in, c_out, 4, stride=2, padding=1, bias=bias)]
+
+
 class Generator(nn.Module):
     """z ~ N(0, I) and a class label -> a [-1, 1] grayscale image of ``image_size`` px."""
 
@@ -54,11 +73,11 @@ class Generator(nn.Module):
         blocks: list[nn.Module] = [nn.GroupNorm(_groups(widths[0]), widths[0]), nn.ReLU(inplace=True)]
         for c_in, c_out in zip(widths, widths[1:]):
             blocks += [
-                nn.ConvTranspose2d(c_in, c_out, 4, stride=2, padding=1, bias=False),
+                *_upsample(arch, c_in, c_out, bias=False),
                 nn.GroupNorm(_groups(c_out), c_out),
                 nn.ReLU(inplace=True),
             ]
-        blocks += [nn.ConvTranspose2d(widths[-1], 1, 4, stride=2, padding=1), nn.Tanh()]
+        blocks += [*_upsample(arch, widths[-1], 1, bias=True), nn.Tanh()]
         self.body = nn.Sequential(*blocks)
         self._first_width = widths[0]
 
@@ -84,17 +103,19 @@ class Discriminator(nn.Module):
                 nn.LeakyReLU(0.2),
             ]
         self.features = nn.Sequential(*layers)  # [B, C, 4, 4] for every image size
-        self.adversarial = nn.Linear(widths[-1], 1)
+        self.adversarial = nn.Linear(widths[-1] * (16 if arch.d_head == "spatial" else 1), 1)
         self.projection = nn.Embedding(arch.num_classes, widths[-1])
         self.classifier = nn.Linear(widths[-1], arch.num_classes)
         nn.init.normal_(self.projection.weight, 0.0, 0.02)  # the default N(0, 1) dwarfs the unconditional score
 
     def forward(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         # images: [B, 1, S, S] -> features [B, C, 4, 4] -> pooled h: [B, C]
-        h = self.features(images).mean(dim=(2, 3))
-        # projection conditioning: score = w.h + <embed(y), h>
+        features = self.features(images)
+        h = features.mean(dim=(2, 3))
+        # projection conditioning: score = w.h + <embed(y), h> (w.flatten(features) with the spatial head)
         projected = self.projection(labels.unsqueeze(1)).squeeze(1)  # [B, 1] input: every Opacus mode accepts it
-        score = self.adversarial(h).squeeze(1) + (projected * h).sum(dim=1)
+        unconditional = self.adversarial(features.flatten(1) if self.arch.d_head == "spatial" else h)
+        score = unconditional.squeeze(1) + (projected * h).sum(dim=1)
         return score, self.classifier(h)
 
 

@@ -101,7 +101,8 @@ def main() -> None:
     )
     if not (out / name / "generator.safetensors").is_file():  # flwr run exits 0 even when the ServerApp failed
         sys.exit(f"{name}: no generator was published under {out / name}; see the log above")
-    private = json.loads((out / name / "model_card.json").read_text())["private"]
+    card = json.loads((out / name / "model_card.json").read_text())
+    private, size = card["private"], card["architecture"]["image_size"]
     if private != (policy is None or SitePolicy.load(policy, deployed=False).dp):
         sys.exit(
             f"{name}: the sites ran {'with' if private else 'without'} DP, not as {policy or 'the default policy'} says: "
@@ -122,6 +123,13 @@ def main() -> None:
             str(split / "holdout.csv"),
             "--out",
             str(out / name / "evaluation"),
+            # one self-supervised realism encoder per public split and size, trained once, reused by every run
+            "--encoder",
+            str(out / f"realism-encoder-{experiment.get('public-prefix', 'nih_')}{size}px.safetensors"),
+            "--encoder-public",
+            str(data),
+            "--encoder-public-labels",
+            str(split / "public.csv"),
         ]
     )
 

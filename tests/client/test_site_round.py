@@ -20,6 +20,7 @@ from cxr_fedsynth.common.protocol import PROTECTION
 from tests.client.site_fixtures import first_site_records, initial_weights
 
 CONFIG = ExperimentConfig(
+    public_data="",
     image_size=32,
     phantom_patients=40,
     num_server_rounds=3,
@@ -109,8 +110,11 @@ def test_crafted_non_finite_weights_and_too_little_noise_are_refused(site_record
     weights["discriminator"][name] = torch.full_like(weights["discriminator"][name], float("nan"))
     reply, _ = _round(site, 1, RunPrivacyState(), weights=weights)
     assert reply.status == "refused" and "non-finite" in reply.reason and not site.ledger_path.exists()
-    greedy = CONFIG.replace(num_server_rounds=1, local_steps=1)  # epsilon 10 in one step: almost no noise
-    reply, _ = _round(Site("g", site_records, tmp_path / "g.json", POLICY), 1, RunPrivacyState(), greedy)
+    # epsilon 60 in one step needs noise far under 0.5 whatever the noisy count (the sample rate) turns out to be
+    greedy = CONFIG.replace(num_server_rounds=1, local_steps=1, target_epsilon=60.0)
+    generous = SitePolicy(budget_epsilon=60.0, max_run_epsilon=60.0)
+    greedy_site = Site("g", site_records, tmp_path / "g.json", generous)
+    reply, _ = _round(greedy_site, 1, RunPrivacyState(), greedy)
     assert reply.status == "refused" and "under the site's minimum" in reply.reason
 
 

@@ -67,11 +67,12 @@ def test_unknown_key_and_wrong_type_are_refused() -> None:
 
 
 def test_feature_matching_runs_only_with_public_pretraining() -> None:
-    assert not ExperimentConfig(feature_matching_weight=100.0).matches_features, "no public features to embed with"
+    no_public = ExperimentConfig(public_data="", feature_matching_weight=100.0)
+    assert not no_public.matches_features, "no public features to embed with"
     with_public = ExperimentConfig(feature_matching_weight=100.0, public_data="/public")
     assert with_public.matches_features and len(with_public.privacy_plan().release_history) == 1
     assert with_public.privacy_plan().release_epsilon == with_public.feature_release_share * with_public.target_epsilon
-    assert ExperimentConfig().privacy_plan().release_history == [], "no public data: no release planned"
+    assert no_public.privacy_plan().release_history == [], "no public data: no release planned"
     assert with_public.privacy_plan(releases=False).release_history == [], "a site whose policy refuses the release"
 
 

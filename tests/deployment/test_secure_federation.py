@@ -20,7 +20,7 @@ from tests.flower_processes import REPO_ROOT, free_port, secure_superlink, stop_
 from tests.privacy_audit.audit_fixtures import patient_groups
 
 pytestmark = pytest.mark.slow
-RUN = "image-size=32 local-steps=2 g-steps=2 batch-size=8 g-width=8 d-width=8 latent-dim=16 round-timeout=90.0"
+RUN = "public-data='' image-size=32 local-steps=2 g-steps=2 batch-size=8 g-width=8 d-width=8 latent-dim=16 round-timeout=90.0"
 CLIENT = [sys.executable, "-c", "from cxr_fedsynth.client.cli import main; main()"]
 
 

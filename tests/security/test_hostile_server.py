@@ -70,7 +70,7 @@ def attacks(cxr128_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
     labels = root / "site.csv"
     rows = patient_groups(cxr128_dir, [40], seed=11)[0]
     rows[["Image Index", "Finding Labels", "Patient ID"]].to_csv(labels, index=False)
-    base = {"output-dir": str(out)}
+    base = {"output-dir": str(out), "public-data": ""}
     apps = {
         "dp-off": _make_app(root, "dp-off", {**base, "dp": False}),
         "over-cap": _make_app(root, "over-cap", {**base, "target-epsilon": 50.0}),
@@ -90,7 +90,10 @@ def attacks(cxr128_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
     }
     policy = root / "site-policy.yaml"  # the hostile apps carry server code: the site reviewed and pinned them
     trusted = [_fab_hash(app) for name, app in apps.items() if name != "changed-client"]
-    policy.write_text(yaml.safe_dump({"trusted-fab-hashes": trusted, "cache-dir": str(site_cache)}))
+    # min noise 1.0: one DP step at epsilon <= 10 needs noise under 0.6 whatever the noisy count, so little-noise is
+    # refused on every draw, while the default run's 1.77 is accepted
+    site_policy = {"trusted-fab-hashes": trusted, "cache-dir": str(site_cache), "min-noise-multiplier": 1.0}
+    policy.write_text(yaml.safe_dump(site_policy))
     ledger = root / "site" / "ledger.json"
     with insecure_superlink(root / "flwr") as link:
         env = {**os.environ, "FLWR_DISABLE_UPDATE_CHECK": "1"}

@@ -97,14 +97,24 @@ def test_public_pretraining_settings_and_the_auto_site_layers() -> None:
     with pytest.raises(ConfigError, match="public-steps"):
         ExperimentConfig(public_data="/somewhere", public_steps=0)
     with pytest.raises(ConfigError, match="need public-data|unless public pretraining"):
-        ExperimentConfig(d_site_layers="heads")
-    without = ExperimentConfig(public_steps=10)  # steps without a public set: nothing to pretrain on
+        ExperimentConfig(public_data="", d_site_layers="heads")
+    without = ExperimentConfig(public_data="", public_steps=10)  # steps without a public set: nothing to pretrain on
     assert not without.pretrains_on_public and without.discriminator_settings().trained_layers == "all"
     with_public = ExperimentConfig(public_data="/somewhere")
     assert with_public.pretrains_on_public and with_public.discriminator_settings().trained_layers == "heads"
     assert (
         ExperimentConfig(public_data="/somewhere", d_site_layers="all").discriminator_settings().trained_layers == "all"
     )
+
+
+def test_the_embedded_demo_pretrains_on_other_phantom_patients_and_real_data_never_on_drawings() -> None:
+    demo = ExperimentConfig()
+    assert demo.public_source == "phantoms" and demo.pretrains_on_public and demo.site_layers == "heads"
+    public, sites = demo.public_phantom_spec(), demo.phantom_spec()
+    assert public.patient_prefix != sites.patient_prefix and public.seed != sites.seed, "other patients, other draws"
+    assert ExperimentConfig(data_dir="/real").public_source == "", "auto: no drawings for real X-rays"
+    with pytest.raises(ConfigError, match="pretrains on drawings"):
+        ExperimentConfig(data_dir="/real", public_data="phantoms")
 
 
 def test_split_writes_disjoint_public_and_private_tables(tmp_path: Path, phantom_dir: Path) -> None:

@@ -17,6 +17,7 @@ from cxr_fedsynth.server.aggregation import SiteStats
 from cxr_fedsynth.server.federated_gan import FederatedGanServer
 
 CONFIG = ExperimentConfig(
+    public_data="",
     image_size=32,
     phantom_patients=24,
     num_server_rounds=3,

@@ -11,11 +11,12 @@ from pathlib import Path
 from safetensors.torch import save_file
 
 from cxr_fedsynth.common.gan.models import GanArchitecture, build_models
+from cxr_fedsynth.common.publish.artifacts import file_sha256
 from tests.privacy_audit.audit_fixtures import patient_groups, site_folder, tiny_generator
 
 
 def test_evaluate_untrained_generator_against_real_patients(cxr128_dir: Path, tmp_path: Path) -> None:
-    train, test = patient_groups(cxr128_dir, [240, 120], seed=3)
+    train, test, public = patient_groups(cxr128_dir, [240, 120, 120], seed=3)
     # A generator published without a discriminator, guided at evaluation time by one in the server checkpoint's layout.
     _, discriminator = build_models(GanArchitecture(image_size=32, num_classes=4, latent_dim=8, g_width=8), seed=1)
     checkpoint = tmp_path / "checkpoint.safetensors"
@@ -37,6 +38,13 @@ def test_evaluate_untrained_generator_against_real_patients(cxr128_dir: Path, tm
         str(checkpoint),
         "--sampling-keep",
         "0.5",
+        "--encoder",
+        str(tmp_path / "encoder.safetensors"),
+        "--encoder-public",
+        str(site_folder(cxr128_dir, public, tmp_path / "public")),
+        "--encoder-steps",
+        "20",
+        "--show-real",
     ]
     result = subprocess.run(
         [sys.executable, "-c", "from cxr_fedsynth.common.evaluation.cli import main; main()", *args],
@@ -59,4 +67,11 @@ def test_evaluate_untrained_generator_against_real_patients(cxr128_dir: Path, tm
     assert report["classifier_two_sample_accuracy"] > 0.8 and report["classifier_two_sample_auroc"] > 0.9, (
         "an untrained G's images are easy to tell apart"
     )
-    assert "Is the synthetic data worth using?" in (tmp_path / "out" / "evaluation.html").read_text()
+    realism = report["realism"]
+    assert realism["encoder"]["sha256"] == file_sha256(tmp_path / "encoder.safetensors")
+    assert realism["synthetic"]["linear_probe_auroc"] > 0.9, "an untrained G's images are told apart on frozen features"
+    assert realism["real_control"]["linear_probe_auroc"] < realism["synthetic"]["linear_probe_auroc"] - 0.2
+    assert realism["synthetic"]["frechet_distance"] > realism["real_control"]["frechet_distance"]
+    page = (tmp_path / "out" / "evaluation.html").read_text()
+    assert "Is the synthetic data worth using?" in page and "real vs real (control)" in page
+    assert 'alt="real held-out images"' in page, "--show-real puts the real held-out grid beside the synthetic one"

@@ -3,6 +3,8 @@ accountant records, the G step leaves D untouched, and nothing Opacus-specific l
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -31,11 +33,17 @@ def _rows(n_real: int = 5, n_fake: int = 4, seed: int = 0):
     return real, torch.randint(0, 3, (n_real,), generator=gen), fake, torch.randint(0, 3, (n_fake,), generator=gen)
 
 
-@pytest.mark.parametrize("mode", ["bk", "ghost", "hooks", "ew", "functorch"])
-def test_dp_step_equals_clipped_mean_of_per_row_gradients(mode: str) -> None:
+SPATIAL = dataclasses.replace(ARCH, d_head="spatial", g_upsample="nearest")
+
+
+@pytest.mark.parametrize(
+    ("mode", "arch"),
+    [(m, ARCH) for m in ("bk", "ghost", "hooks", "ew", "functorch")] + [("bk", SPATIAL), ("hooks", SPATIAL)],
+)
+def test_dp_step_equals_clipped_mean_of_per_row_gradients(mode: str, arch: GanArchitecture) -> None:
     settings = DiscriminatorSettings(batch_size=4, lr=1e-3, aux_weight=0.7, grad_sample_mode=mode)
-    _, d_private = build_models(ARCH, seed=1)
-    _, d_reference = build_models(ARCH, seed=1)
+    _, d_private = build_models(arch, seed=1)
+    _, d_reference = build_models(arch, seed=1)
     real, real_y, fake, fake_y = _rows()
     clip = 0.05
     trainer = DiscriminatorTrainer(d_private, settings, dp=DPSettings(0.0, clip, 0.1), accountant=make_accountant())

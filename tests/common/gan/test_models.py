@@ -10,8 +10,11 @@ from cxr_fedsynth.common.gan.models import GanArchitecture, build_models
 
 
 @pytest.mark.parametrize("size", [32, 64, 128, 256])
-def test_shapes_and_opacus_compatibility(size: int) -> None:
-    arch = GanArchitecture(image_size=size, num_classes=5, latent_dim=16, g_width=4, d_width=4)
+@pytest.mark.parametrize(("d_head", "g_upsample"), [("pooled", "transpose"), ("spatial", "nearest")])
+def test_shapes_and_opacus_compatibility(size: int, d_head: str, g_upsample: str) -> None:
+    arch = GanArchitecture(
+        image_size=size, num_classes=5, latent_dim=16, g_width=4, d_width=4, d_head=d_head, g_upsample=g_upsample
+    )
     generator, discriminator = build_models(arch, seed=0)
     labels = torch.tensor([0, 4])
     images = generator(torch.randn(2, 16), labels)
@@ -19,6 +22,21 @@ def test_shapes_and_opacus_compatibility(size: int) -> None:
     score, logits = discriminator(images, labels)
     assert score.shape == (2,) and logits.shape == (2, 5)
     assert ModuleValidator.validate(discriminator, strict=False) == []
+
+
+def test_the_spatial_head_sees_where_things_are() -> None:
+    """Moving the same content to another place changes the spatial head's score, not the pooled one's."""
+    images = torch.zeros(1, 1, 32, 32)
+    images[..., :16, :16] = 1.0
+    moved = torch.flip(images, dims=(2, 3))
+    label = torch.tensor([0])
+    for d_head, changes in (("pooled", False), ("spatial", True)):
+        _, discriminator = build_models(GanArchitecture(image_size=32, num_classes=2, d_head=d_head), seed=0)
+        discriminator.features = torch.nn.AvgPool2d(8)  # the heads alone, on [1, 1, 4, 4] features of the image
+        discriminator.adversarial = torch.nn.Linear(16 if d_head == "spatial" else 1, 1)
+        discriminator.projection, discriminator.classifier = torch.nn.Embedding(2, 1), torch.nn.Linear(1, 2)
+        a, b = discriminator(images, label)[0], discriminator(moved, label)[0]
+        assert bool(torch.isclose(a, b)) != changes, d_head
 
 
 def test_build_is_reproducible_and_leaves_global_rng_alone() -> None:

@@ -1,0 +1,122 @@
+"""Realism figures in the self-supervised encoder's space, each beside its real-vs-real control.
+
+The real held-out images are split in two halves by patient, A and B. Every figure compares A with the
+synthetic images (as many as B holds) and, as the control, A with B: the control is what a perfect generator
+scores with this many images. Figures: Frechet distance (torchmetrics, the encoder as feature extractor),
+precision / recall / density / coverage, a linear-probe two-sample test (logistic regression on the frozen
+features, 5-fold cross-validated AUROC: 0.5 = indistinguishable) and the trained-CNN two-sample test.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import roc_auc_score
+from sklearn.model_selection import StratifiedKFold, cross_val_predict
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+from torch import nn
+from torchmetrics.image.fid import FrechetInceptionDistance
+
+from cxr_fedsynth.common.errors import DataError
+from cxr_fedsynth.common.evaluation import fidelity
+from cxr_fedsynth.common.evaluation.realism_encoder import RealismEncoder, encode
+
+PROBE_FOLDS = 5
+MIN_IMAGES_PER_HALF = 10
+
+
+class _EncoderFeatures(nn.Module):
+    """torchmetrics hands uint8 batches [N, C, S, S] (C = 3 for its size probe); the encoder wants 1 channel in [-1, 1]."""
+
+    def __init__(self, encoder: RealismEncoder) -> None:
+        super().__init__()
+        self.encoder = encoder.eval()
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return self.encoder.features(images[:, :1].float() / 127.5 - 1.0).double()
+
+
+def frechet_distance(a: np.ndarray, b: np.ndarray, encoder: RealismEncoder) -> float:
+    """Frechet distance between uint8 image sets [N, S, S] in the encoder's features."""
+    metric = FrechetInceptionDistance(feature=_EncoderFeatures(encoder), normalize=False)
+    metric.update(torch.from_numpy(a).unsqueeze(1), real=True)
+    metric.update(torch.from_numpy(b).unsqueeze(1), real=False)
+    return float(metric.compute())
+
+
+def linear_probe_auroc(a_features: np.ndarray, b_features: np.ndarray, *, seed: int = 0) -> float:
+    """Cross-validated AUROC of a logistic regression telling set A from set B on frozen features."""
+    x = np.concatenate([a_features, b_features])
+    y = np.r_[np.zeros(len(a_features)), np.ones(len(b_features))]
+    probe = make_pipeline(StandardScaler(), LogisticRegression(C=0.1, max_iter=2000))
+    folds = StratifiedKFold(PROBE_FOLDS, shuffle=True, random_state=seed)
+    scores = cross_val_predict(probe, x, y, cv=folds, method="predict_proba")[:, 1]
+    return float(roc_auc_score(y, scores))
+
+
+def patient_halves(patient_ids: list[str], *, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Indices of two halves of the images, split by patient (no patient in both)."""
+    patients = sorted(set(patient_ids))
+    chosen = set(np.random.default_rng(seed).permutation(patients)[: len(patients) // 2].tolist())
+    in_a = np.array([p in chosen for p in patient_ids])
+    a, b = np.flatnonzero(in_a), np.flatnonzero(~in_a)
+    if min(len(a), len(b)) < MIN_IMAGES_PER_HALF:
+        raise DataError(
+            f"realism figures need at least {2 * MIN_IMAGES_PER_HALF} held-out images of 2+ patients "
+            f"(got halves of {len(a)} and {len(b)}); give a larger --real-test"
+        )
+    return a, b
+
+
+def _figures(a: np.ndarray, b: np.ndarray, encoder: RealismEncoder, *, seed: int) -> dict[str, float]:
+    a_features, b_features = encode(encoder, a), encode(encoder, b)
+    cnn = fidelity.two_sample_test(a, b, seed=seed)
+    return {
+        "frechet_distance": frechet_distance(a, b, encoder),
+        **fidelity.prdc(a_features, b_features),
+        "linear_probe_auroc": linear_probe_auroc(a_features, b_features, seed=seed),
+        "cnn_two_sample_auroc": cnn["auroc"],
+    }
+
+
+def class_mix_counts(available: np.ndarray, wanted: np.ndarray) -> dict[int, int]:
+    """Images per class that keep ``wanted``'s class mix and fit in ``available`` (both class-index arrays)."""
+    classes, counts = np.unique(wanted, return_counts=True)
+    scale = min(1.0, *(np.sum(available == c) / n for c, n in zip(classes, counts)))
+    return {int(c): int(n * scale) for c, n in zip(classes, counts)}
+
+
+def pick_per_class(labels: np.ndarray, counts: dict[int, int], *, seed: int = 0) -> np.ndarray:
+    """Random indices into ``labels`` with ``counts[c]`` of each class c."""
+    rng = np.random.default_rng(seed)
+    return np.concatenate([rng.choice(np.flatnonzero(labels == c), n, replace=False) for c, n in counts.items()])
+
+
+def realism_figures(
+    real: np.ndarray,
+    real_labels: np.ndarray,
+    patient_ids: list[str],
+    synthetic: np.ndarray,
+    synthetic_labels: np.ndarray,
+    encoder: RealismEncoder,
+    *,
+    seed: int = 0,
+) -> dict[str, dict]:
+    """Figures of A vs synthetic (``synthetic``) and of A vs B (``real_control``) for uint8 sets [N, S, S]. Both
+    compared sets are drawn with B's class mix and the same size, so only how the images look can tell them apart."""
+    if real.shape[1:] != synthetic.shape[1:]:
+        raise DataError(f"real images are {real.shape[1:]} px, synthetic {synthetic.shape[1:]}: compare at one size")
+    a, b = patient_halves(patient_ids, seed=seed)
+    counts = class_mix_counts(synthetic_labels, real_labels[b])
+    if sum(counts.values()) < MIN_IMAGES_PER_HALF:
+        raise DataError("too few synthetic images of some class to match the real class mix: raise --samples-per-class")
+    fake = synthetic[pick_per_class(synthetic_labels, counts, seed=seed)]
+    control = real[b][pick_per_class(real_labels[b], counts, seed=seed)]
+    return {
+        "synthetic": _figures(real[a], fake, encoder, seed=seed),
+        "real_control": _figures(real[a], control, encoder, seed=seed),
+        "images": {"real_a": int(len(a)), "compared": int(len(fake))},
+    }
