@@ -41,6 +41,21 @@ PUBLIC_PHANTOMS = "phantoms"
 PUBLIC_PHANTOM_SEED_OFFSET = 1_000_003  # the public phantoms' drawings share no random stream with the sites'
 
 
+#: Keys whose value must be one of a few words.
+CHOICES = {
+    "d_head": D_HEADS,
+    "g_upsample": G_UPSAMPLING,
+    "feature_statistics": STATISTICS,
+    "feature_shrinkage": SHRINKAGE,
+    "feature_class_gap_block": ("all", "pixels"),
+    "feature_class_gap_cap": GAP_CAPS,
+    "mode_seeking_scope": MODE_SEEKING_SCOPES,
+    "d_site_layers": ("auto", *TRAINED_LAYERS),
+    "grad_sample_mode": GRAD_SAMPLE_MODES,
+    "device": ("auto", "cpu", "cuda"),
+}
+
+
 def _key(default: object, doc: str, *, private: bool = False, pretraining: bool = False) -> object:
     return dataclasses.field(default=default, metadata={"key": RunConfigKey(doc, private, pretraining)})
 
@@ -102,16 +117,8 @@ class ExperimentConfig:
     g_width: int = _key(16, "G's base width (server cost only)", pretraining=True)
     d_width: int = _key(16, "D's base width (the sites' DP cost grows with it)", pretraining=True)
     loss: str = _key("hinge", "hinge | nonsaturating", pretraining=True)
-    d_head: str = _key(
-        "pooled",
-        "D's real/fake head: pooled (spatial mean of its 4x4 features) | spatial (all 16 positions)",
-        pretraining=True,
-    )
-    g_upsample: str = _key(
-        "transpose",
-        "G's upsampling: transpose (4x4 transposed conv) | nearest (nearest + 3x3 conv, no checkerboard)",
-        pretraining=True,
-    )
+    d_head: str = _key("pooled", "D's real/fake head: pooled (mean of its 4x4 features) | spatial", pretraining=True)
+    g_upsample: str = _key("transpose", "G's upsampling: transpose (conv) | nearest (+ 3x3 conv)", pretraining=True)
     # sites: discriminator with DP-SGD
     target_epsilon: float = _key(10.0, "epsilon requested of each site for the run (count, release and rounds)")
     target_delta: float = _key(1e-5, "delta requested of each site; a site refuses a request over its policy's caps")
@@ -163,11 +170,10 @@ class ExperimentConfig:
     def __post_init__(self) -> None:
         check_image_size(self.image_size)
         check_loss(self.loss)
-        if self.d_head not in D_HEADS or self.g_upsample not in G_UPSAMPLING:
-            raise ConfigError(
-                f"run config d-head must be one of {D_HEADS} and g-upsample one of {G_UPSAMPLING} "
-                f"(got {self.d_head!r}, {self.g_upsample!r})"
-            )
+        for name, choices in CHOICES.items():
+            if getattr(self, name) not in choices:
+                key = name.replace("_", "-")
+                raise ConfigError(f"run config {key} must be one of {choices} (got {getattr(self, name)!r})")
         PartitionSpec(1, self.partition, self.dirichlet_alpha)
         positive = (
             "num_server_rounds",
@@ -198,14 +204,6 @@ class ExperimentConfig:
             )
         if self.feature_matching_weight < 0:
             raise ConfigError("run config feature-matching-weight must be >= 0 (0 turns feature matching off)")
-        if self.feature_statistics not in STATISTICS:
-            raise ConfigError(
-                f"run config feature-statistics must be one of {STATISTICS} (got {self.feature_statistics!r})"
-            )
-        if self.feature_shrinkage not in SHRINKAGE:
-            raise ConfigError(
-                f"run config feature-shrinkage must be one of {SHRINKAGE} (got {self.feature_shrinkage!r})"
-            )
         if not 0 <= self.feature_pixel_grid <= self.image_size // 4:
             raise ConfigError(
                 f"run config feature-pixel-grid must be in [0, {self.image_size // 4}] (cells of at least 4 x 4 pixels; got {self.feature_pixel_grid})"
@@ -219,14 +217,6 @@ class ExperimentConfig:
         if self.feature_class_gap_scale <= 0:
             raise ConfigError(
                 f"run config feature-class-gap-scale must be > 0 (got {self.feature_class_gap_scale}); 1 matches the released class means as they are"
-            )
-        if self.feature_class_gap_block not in ("all", "pixels"):
-            raise ConfigError(
-                f"run config feature-class-gap-block must be all or pixels (got {self.feature_class_gap_block!r})"
-            )
-        if self.feature_class_gap_cap not in GAP_CAPS:
-            raise ConfigError(
-                f"run config feature-class-gap-cap must be one of {GAP_CAPS} (got {self.feature_class_gap_cap!r})"
             )
         if (
             self.feature_class_gap_scale != 1
@@ -246,28 +236,14 @@ class ExperimentConfig:
             raise ConfigError(
                 f"run config sampling-keep must be in (0, 1] (got {self.sampling_keep}); 1 publishes plain sampling"
             )
-        if self.mode_seeking_scope not in MODE_SEEKING_SCOPES:
-            raise ConfigError(
-                f"run config mode-seeking-scope must be one of {MODE_SEEKING_SCOPES} (got {self.mode_seeking_scope!r})"
-            )
         if self.g_batch_size < 2 or self.mode_seeking_weight < 0:
             raise ConfigError(
                 "run config g-batch-size must be at least 2 (pairs of latents per label) and mode-seeking-weight >= 0"
-            )
-        if self.d_site_layers not in ("auto", *TRAINED_LAYERS):
-            raise ConfigError(
-                f"run config d-site-layers must be auto or one of {TRAINED_LAYERS} (got {self.d_site_layers!r})"
             )
         if self.site_layers != "all" and not self.pretrains_on_public:
             raise ConfigError(
                 f"d-site-layers={self.d_site_layers!r} keeps D's features as initialised unless public pretraining trains them: set public-data (and public-labels), or d-site-layers='all'"
             )
-        if self.grad_sample_mode not in GRAD_SAMPLE_MODES:
-            raise ConfigError(
-                f"run config grad-sample-mode must be one of {GRAD_SAMPLE_MODES} (got {self.grad_sample_mode!r})"
-            )
-        if self.device not in {"auto", "cpu", "cuda"}:
-            raise ConfigError(f"run config device must be auto, cpu or cuda (got {self.device!r})")
 
     @classmethod
     def from_run_config(cls, run_config: Mapping[str, object]) -> "ExperimentConfig":
@@ -344,9 +320,9 @@ class ExperimentConfig:
 
     @property
     def public_source(self) -> str:
-        """``public-data`` resolved: "" (none), "phantoms" or a folder."""
+        """``public-data`` resolved: "" (none), "phantoms" or a folder ("auto" with public-steps = 0 is none)."""
         if self.public_data == PUBLIC_AUTO:
-            return PUBLIC_PHANTOMS if self.uses_phantoms else ""
+            return PUBLIC_PHANTOMS if self.uses_phantoms and self.public_steps > 0 else ""
         return self.public_data
 
     @property
