@@ -25,10 +25,11 @@ PRDC_K = 5
 TWO_SAMPLE_STEPS = 200
 
 
-class _Features(nn.Module):
-    """Adapter: torchmetrics hands uint8 RGB-like batches; our encoder wants [-1, 1] single-channel."""
+class FeatureAdapter(nn.Module):
+    """torchmetrics hands uint8 batches [N, C, S, S] (C = 3 for its size probe); ``model.features`` wants one channel
+    in [-1, 1]."""
 
-    def __init__(self, model: CompactCNN) -> None:
+    def __init__(self, model: nn.Module) -> None:
         super().__init__()
         self.model = model.eval()
 
@@ -40,7 +41,7 @@ class _Features(nn.Module):
 
 def frechet_and_kid(real: np.ndarray, fake: np.ndarray, encoder: CompactCNN) -> dict[str, float]:
     """FID and KID (mean, std) between uint8 image sets [N, S, S] in the encoder's feature space."""
-    feature = _Features(encoder)
+    feature = FeatureAdapter(encoder)
     fid = FrechetInceptionDistance(feature=feature, normalize=False)
     subset = max(2, min(len(real), len(fake), 100))
     kid = KernelInceptionDistance(feature=feature, subset_size=subset, normalize=False)

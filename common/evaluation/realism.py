@@ -16,7 +16,6 @@ from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import StratifiedKFold, cross_val_predict
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
-from torch import nn
 from torchmetrics.image.fid import FrechetInceptionDistance
 
 from cxr_fedsynth.common.errors import DataError
@@ -27,21 +26,9 @@ PROBE_FOLDS = 5
 MIN_IMAGES_PER_HALF = 10
 
 
-class _EncoderFeatures(nn.Module):
-    """torchmetrics hands uint8 batches [N, C, S, S] (C = 3 for its size probe); the encoder wants 1 channel in [-1, 1]."""
-
-    def __init__(self, encoder: RealismEncoder) -> None:
-        super().__init__()
-        self.encoder = encoder.eval()
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        with torch.no_grad():
-            return self.encoder.features(images[:, :1].float() / 127.5 - 1.0).double()
-
-
 def frechet_distance(a: np.ndarray, b: np.ndarray, encoder: RealismEncoder) -> float:
     """Frechet distance between uint8 image sets [N, S, S] in the encoder's features."""
-    metric = FrechetInceptionDistance(feature=_EncoderFeatures(encoder), normalize=False)
+    metric = FrechetInceptionDistance(feature=fidelity.FeatureAdapter(encoder), normalize=False)
     metric.update(torch.from_numpy(a).unsqueeze(1), real=True)
     metric.update(torch.from_numpy(b).unsqueeze(1), real=False)
     return float(metric.compute())
