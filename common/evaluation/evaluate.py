@@ -50,6 +50,24 @@ class EvaluationRequest:
     encoder_public_labels: Path | None = None
     encoder_steps: int = EncoderRecipe.steps
 
+    def read(self, folder: Path, labels: Path | None, conditions: ConditionSet, size: int) -> SiteImages:
+        """Decoded labelled images of ``folder`` at ``size`` px, through the request's cache."""
+        return load_labelled_images(
+            folder,
+            conditions,
+            labels=labels,
+            image_size=size,
+            cache_dir=self.cache_dir,
+            show_progress=self.show_progress,
+        )
+
+
+def _refuse_shared_patients(images: SiteImages, others: SiteImages, where: Path, others_flag: str, fix: str) -> None:
+    overlap = set(images.patient_ids) & set(others.patient_ids)
+    if overlap:
+        example = sorted(overlap)[0]
+        raise DataError(f"{where}: {len(overlap)} patient(s) also in {others_flag} (e.g. {example}); {fix}")
+
 
 def synthetic_set(
     published: PublishedGenerator, per_class: int, *, seed: int, keep: float
@@ -72,27 +90,9 @@ def run_evaluation(request: EvaluationRequest) -> dict:
     classes = published.classes
     conditions = load_condition_set(published.card["condition_set"])
     size = published.generator.arch.image_size
-    train = load_labelled_images(
-        request.real_train,
-        conditions,
-        labels=request.train_labels,
-        image_size=size,
-        cache_dir=request.cache_dir,
-        show_progress=request.show_progress,
-    )
-    test = load_labelled_images(
-        request.real_test,
-        conditions,
-        labels=request.test_labels,
-        image_size=size,
-        cache_dir=request.cache_dir,
-        show_progress=request.show_progress,
-    )
-    overlap = set(train.patient_ids) & set(test.patient_ids)
-    if overlap:
-        raise DataError(
-            f"{request.real_test}: {len(overlap)} patient(s) also in --real-train (e.g. {sorted(overlap)[0]}); test on other patients"
-        )
+    train = request.read(request.real_train, request.train_labels, conditions, size)
+    test = request.read(request.real_test, request.test_labels, conditions, size)
+    _refuse_shared_patients(test, train, request.real_test, "--real-train", "test on other patients")
     synthetic, synthetic_labels = synthetic_set(published, request.samples_per_class, seed=request.seed, keep=keep)
     settings = TrainSettings(epochs=request.epochs, seed=request.seed)
 
@@ -193,20 +193,9 @@ def _realism(
         return None
     public = None
     if not request.encoder.is_file() and request.encoder_public is not None:
-        public = load_labelled_images(
-            request.encoder_public,
-            conditions,
-            labels=request.encoder_public_labels,
-            image_size=size,
-            cache_dir=request.cache_dir,
-            show_progress=request.show_progress,
-        )
-        overlap = set(public.patient_ids) & set(test.patient_ids)
-        if overlap:
-            raise DataError(
-                f"{request.encoder_public}: {len(overlap)} patient(s) also in --real-test (e.g. {sorted(overlap)[0]}); "
-                "the encoder must be trained on other patients"
-            )
+        public = request.read(request.encoder_public, request.encoder_public_labels, conditions, size)
+        why = "the encoder must be trained on other patients"
+        _refuse_shared_patients(public, test, request.encoder_public, "--real-test", why)
     encoder, recipe, digest = obtain_encoder(
         request.encoder,
         image_size=size,
