@@ -127,8 +127,8 @@ def predict_proba(model: CompactCNN, images: np.ndarray, *, batch: int = 512) ->
         return torch.cat([torch.softmax(model(x[i : i + batch]), 1) for i in range(0, len(x), batch)]).numpy()
 
 
-def embed(model: CompactCNN, images: np.ndarray, *, batch: int = 512) -> np.ndarray:
-    """Penultimate features [N, D] (the space fidelity metrics are computed in)."""
+def embed(model: nn.Module, images: np.ndarray, *, batch: int = 512) -> np.ndarray:
+    """Frozen ``model.features`` [N, D] of uint8 images (the space fidelity and realism metrics are computed in)."""
     x = to_model_range(images)
     with torch.no_grad():
         return torch.cat([model.features(x[i : i + batch]) for i in range(0, len(x), batch)]).numpy()

@@ -20,7 +20,8 @@ from torchmetrics.image.fid import FrechetInceptionDistance
 
 from cxr_fedsynth.common.errors import DataError
 from cxr_fedsynth.common.evaluation import fidelity
-from cxr_fedsynth.common.evaluation.realism_encoder import RealismEncoder, encode
+from cxr_fedsynth.common.evaluation.classifier import embed
+from cxr_fedsynth.common.evaluation.realism_encoder import RealismEncoder
 
 PROBE_FOLDS = 5
 MIN_IMAGES_PER_HALF = 10
@@ -59,7 +60,7 @@ def patient_halves(patient_ids: list[str], *, seed: int = 0) -> tuple[np.ndarray
 
 
 def _figures(a: np.ndarray, b: np.ndarray, encoder: RealismEncoder, *, seed: int) -> dict[str, float]:
-    a_features, b_features = encode(encoder, a), encode(encoder, b)
+    a_features, b_features = embed(encoder, a), embed(encoder, b)
     cnn = fidelity.two_sample_test(a, b, seed=seed)
     return {
         "frechet_distance": frechet_distance(a, b, encoder),

@@ -11,7 +11,6 @@ report, so figures compare only between runs that used the same file.
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -26,7 +25,7 @@ from cxr_fedsynth.common.atomic import atomic_path
 from cxr_fedsynth.common.errors import DataError
 from cxr_fedsynth.common.evaluation.classifier import CompactCNN
 from cxr_fedsynth.common.progress import steps
-from cxr_fedsynth.common.publish.artifacts import file_sha256
+from cxr_fedsynth.common.publish.artifacts import clean_state_dict, file_sha256
 
 RECIPE_KEY = "cxr_fedsynth.realism_encoder.recipe"
 
@@ -114,8 +113,7 @@ def save_encoder(encoder: RealismEncoder, recipe: EncoderRecipe, path: Path) -> 
     """Write the checkpoint atomically; returns its SHA-256."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp:
-        state = {k: v.contiguous() for k, v in encoder.state_dict().items()}
-        save_file(state, str(tmp), metadata={RECIPE_KEY: json.dumps(asdict(recipe))})
+        save_file(clean_state_dict(encoder), str(tmp), metadata={RECIPE_KEY: json.dumps(asdict(recipe))})
     return file_sha256(path)
 
 
@@ -129,19 +127,6 @@ def load_encoder(path: Path) -> tuple[RealismEncoder, EncoderRecipe, str]:
     encoder = RealismEncoder(recipe)
     encoder.load_state_dict(load_file(str(path)))
     return encoder.eval(), recipe, file_sha256(path)
-
-
-def encode(encoder: RealismEncoder, images: np.ndarray, *, batch: int = 256) -> np.ndarray:
-    """Frozen features [N, D] of uint8 images [N, S, S]."""
-    x = torch.from_numpy(images).float().unsqueeze(1) / 127.5 - 1.0
-    with torch.no_grad():
-        parts = [encoder.features(x[i : i + batch]) for i in range(0, len(x), batch)]
-    return torch.cat(parts).numpy() if parts else np.zeros((0, encoder.feature_dim), np.float32)
-
-
-def epochs_of(recipe: EncoderRecipe, images: int) -> float:
-    """How many passes over the public set the recipe's steps make (for the report)."""
-    return recipe.steps * min(recipe.batch_size, images) / max(images, 1) if images else math.nan
 
 
 def obtain_encoder(

@@ -14,10 +14,10 @@ from cxr_fedsynth.common.data.conditions import load_condition_set
 from cxr_fedsynth.common.data.phantoms import PhantomSpec, generate_phantom_dataset
 from cxr_fedsynth.common.data.site_data import load_labelled_images
 from cxr_fedsynth.common.errors import DataError
+from cxr_fedsynth.common.evaluation.classifier import embed
 from cxr_fedsynth.common.evaluation.realism import class_mix_counts, patient_halves, pick_per_class, realism_figures
 from cxr_fedsynth.common.evaluation.realism_encoder import (
     EncoderRecipe,
-    encode,
     load_encoder,
     nt_xent,
     obtain_encoder,
@@ -73,7 +73,7 @@ def test_encoder_checkpoint_is_reused_hashed_and_checked(sets, tmp_path: Path) -
     public, held_out, encoder, path, digest = sets
     again, recipe, same = obtain_encoder(path, image_size=32)  # no public images: must load, not train
     assert same == digest and len(digest) == 64 and recipe == RECIPE
-    assert np.allclose(encode(again, held_out.images[:8]), encode(encoder, held_out.images[:8]))
+    assert np.allclose(embed(again, held_out.images[:8]), embed(encoder, held_out.images[:8]))
     with pytest.raises(DataError, match="trained at 32 px"):
         obtain_encoder(path, image_size=64)
     stranger = tmp_path / "other.safetensors"
