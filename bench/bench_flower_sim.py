@@ -66,7 +66,7 @@ class PeakSampler(threading.Thread):
 
 def site_compute_s(config: ExperimentConfig, sites: int, tmp: Path) -> float:
     """Seconds one site's round takes in-process (no Flower): best warm round over a few sites."""
-    per_site, _ = split_records(config, read_run_dataset(config).records, sites)
+    per_site = split_records(config, read_run_dataset(config).records, sites).sites
     g, d = build_models(config.architecture(4), seed=0)
     weights = {"generator": clean_state_dict(g), "discriminator": clean_state_dict(d)}
     plan = site_plan(config, SitePolicy())

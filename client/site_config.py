@@ -48,7 +48,7 @@ def simulated_site_data(
     config: ExperimentConfig, policy: SitePolicy, partition: int, num_partitions: int
 ) -> tuple[list[ImageRecord], SiteImages]:
     """A simulated site's records and decoded images, read and split once per process (kept across rounds)."""
-    per_site, _holdout = split_records(config, read_run_dataset(config).records, num_partitions)
+    per_site = split_records(config, read_run_dataset(config).records, num_partitions).sites
     name = site_name({"partition-id": partition})
     return per_site[partition], read_site_images(config.image_size, policy, name, per_site[partition])
 

@@ -39,6 +39,7 @@ class RunConfigKey:
 PUBLIC_AUTO = "auto"
 PUBLIC_PHANTOMS = "phantoms"
 PUBLIC_PHANTOM_SEED_OFFSET = 1_000_003  # the public phantoms' drawings share no random stream with the sites'
+TEST_SPLIT_SEED = 20261201  # the untouched test patients are drawn with this fixed seed (see split_records)
 
 
 #: Keys whose value must be one of a few words.
@@ -112,6 +113,9 @@ class ExperimentConfig:
     partition: str = _key("iid", "how patients are split across simulated sites: iid | dirichlet | source")
     dirichlet_alpha: float = _key(0.5, "class skew of partition=dirichlet (smaller = more skewed)")
     holdout_fraction: float = _key(0.2, "share of patients held out from every site for evaluation and audits")
+    test_fraction: float = _key(
+        0.0, f"share of the other patients kept as an untouched test set (fixed seed {TEST_SPLIT_SEED}; 0 = none)"
+    )
     # model
     latent_dim: int = _key(64, "size of G's latent vector", pretraining=True)
     g_width: int = _key(16, "G's base width (server cost only)", pretraining=True)
@@ -189,8 +193,10 @@ class ExperimentConfig:
         for name in positive:
             if getattr(self, name) < 1:
                 raise ConfigError(f"run config {name.replace('_', '-')} must be at least 1 (got {getattr(self, name)})")
-        if not 0 <= self.holdout_fraction < 1:
-            raise ConfigError(f"run config holdout-fraction must be in [0, 1) (got {self.holdout_fraction})")
+        if not (0 <= self.holdout_fraction < 1 and 0 <= self.test_fraction < 1):
+            raise ConfigError(
+                f"run config holdout-fraction and test-fraction must be in [0, 1) (got {self.holdout_fraction}, {self.test_fraction})"
+            )
         if self.target_epsilon <= 0 or not 0 < self.target_delta < 1 or self.max_grad_norm <= 0:
             raise ConfigError("run config target-epsilon and max-grad-norm must be > 0 and target-delta in (0, 1)")
         if self.public_steps < 0 or (self.public_source and self.public_steps == 0):

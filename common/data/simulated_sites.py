@@ -1,7 +1,8 @@
-"""Which records a simulated hospital holds: the run's dataset minus the holdout patients, split by patient."""
+"""Which records a simulated hospital holds: the run's dataset minus the holdout and test patients, split by patient."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +12,7 @@ from cxr_fedsynth.common.data.partition import holdout_mask, partition_by_patien
 from cxr_fedsynth.common.data.phantoms import default_phantom_dir, generate_phantom_dataset
 from cxr_fedsynth.common.data.records import ImageRecord, SiteRecords
 from cxr_fedsynth.common.data.site_data import read_site
-from cxr_fedsynth.common.experiment_config import PUBLIC_PHANTOMS, ExperimentConfig
+from cxr_fedsynth.common.experiment_config import PUBLIC_PHANTOMS, TEST_SPLIT_SEED, ExperimentConfig
 
 
 def dataset_dir(config: ExperimentConfig) -> Path:
@@ -41,19 +42,33 @@ def read_run_dataset(config: ExperimentConfig) -> SiteRecords:
     )
 
 
-def split_records(
-    config: ExperimentConfig, records: list[ImageRecord], num_sites: int
-) -> tuple[list[list[ImageRecord]], list[ImageRecord]]:
-    """Records per simulated site (by patient, per the partition scheme) and the held-out records."""
-    patients = [r.patient_id for r in records]
-    held = holdout_mask(patients, fraction=config.holdout_fraction, seed=config.seed)
-    train_idx = np.flatnonzero(~held)
-    train = [records[i] for i in train_idx]
+@dataclass(frozen=True)
+class RecordSplit:
+    """A simulation's patient-level split: the sites' records, the holdout (validation) and the untouched test set."""
+
+    sites: list[list[ImageRecord]]
+    holdout: list[ImageRecord]
+    test: list[ImageRecord]
+
+
+def split_records(config: ExperimentConfig, records: list[ImageRecord], num_sites: int) -> RecordSplit:
+    """Records per simulated site (by patient, per the partition scheme), the holdout and the test records.
+
+    The holdout is drawn first (``holdout-fraction``, the run's seed), then the test patients from the others
+    (``test-fraction``, the fixed TEST_SPLIT_SEED), so adding a test set leaves the holdout as it was.
+    """
+    held = holdout_mask([r.patient_id for r in records], fraction=config.holdout_fraction, seed=config.seed)
+    rest = [records[i] for i in np.flatnonzero(~held)]
+    tested = holdout_mask([r.patient_id for r in rest], fraction=config.test_fraction, seed=TEST_SPLIT_SEED)
+    train = [rest[i] for i in np.flatnonzero(~tested)]
     sites = partition_by_patient(
         [r.patient_id for r in train],
         [r.condition for r in train],
         config.partition_spec(num_sites),
         sources=[r.source for r in train],
     )
-    per_site = [[train[i] for i in np.flatnonzero(sites == s)] for s in range(num_sites)]
-    return per_site, [records[i] for i in np.flatnonzero(held)]
+    return RecordSplit(
+        sites=[[train[i] for i in np.flatnonzero(sites == s)] for s in range(num_sites)],
+        holdout=[records[i] for i in np.flatnonzero(held)],
+        test=[rest[i] for i in np.flatnonzero(tested)],
+    )

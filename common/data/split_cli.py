@@ -2,7 +2,8 @@
 
 Uses the same code and settings as ``flwr run simulations/nih_split``, so ``holdout.csv`` lists exactly the
 patients no simulated site saw: pass it to ``cxr-evaluate --test-labels`` and ``privacy-audit --holdout-labels``
-(with the same data folder), and ``train.csv`` as the members.
+(with the same data folder), and ``train.csv`` as the members. With ``test-fraction`` > 0, ``test.csv`` holds
+the untouched test patients (neither sites nor holdout): choose settings on the holdout, report once on these.
 """
 
 from __future__ import annotations
@@ -51,20 +52,25 @@ def _write_table(records: list[ImageRecord], data_dir: Path, path: Path) -> None
     help="Run-config settings exactly as given to flwr run --run-config, e.g. \"data-dir='/data' seed=0\".",
 )
 def cli(num_sites: int, out_dir: Path, public_prefix: str, overrides: tuple[str, ...]) -> None:
-    """Write train.csv, holdout.csv and site-<k>.csv for a simulation's settings (and public/private tables)."""
+    """Write train.csv, holdout.csv, site-<k>.csv and, with test-fraction, test.csv for a simulation's settings
+    (and public/private tables)."""
     config = ExperimentConfig.from_run_config(parse_config_args(list(overrides)))
     data_dir = dataset_dir(config)
     records = read_run_dataset(config).records
     out_dir.mkdir(parents=True, exist_ok=True)
     if public_prefix:
         records = _split_public(config, records, data_dir, out_dir, public_prefix)
-    per_site, holdout = split_records(config, records, num_sites)
-    for k, records in enumerate(per_site):
+    split = split_records(config, records, num_sites)
+    for k, records in enumerate(split.sites):
         _write_table(records, data_dir, out_dir / f"site-{k}.csv")
-    _write_table([r for site in per_site for r in site], data_dir, out_dir / "train.csv")
-    _write_table(holdout, data_dir, out_dir / "holdout.csv")
+    _write_table([r for site in split.sites for r in site], data_dir, out_dir / "train.csv")
+    _write_table(split.holdout, data_dir, out_dir / "holdout.csv")
+    tested = f", {len(split.test)} test images" if split.test else ""
+    if split.test:
+        _write_table(split.test, data_dir, out_dir / "test.csv")
     click.echo(
-        f"data {data_dir}: {sum(map(len, per_site))} training images at {num_sites} sites, {len(holdout)} holdout images -> {out_dir}"
+        f"data {data_dir}: {sum(map(len, split.sites))} training images at {num_sites} sites, "
+        f"{len(split.holdout)} holdout images{tested} -> {out_dir}"
     )
 
 

@@ -85,14 +85,18 @@ def train_dp_classifier(
     epsilon: float,
     delta: float,
     max_grad_norm: float = 1.0,
+    start_from: CompactCNN | None = None,
 ) -> tuple[CompactCNN, float]:
     """The honest baseline: the same classifier trained on the real images with DP-SGD at ``epsilon``.
 
     Image-level DP (Opacus' Poisson sampler over images): a weaker unit than the generator's patient-level
-    guarantee, so this baseline is, if anything, favoured. Returns the model and the epsilon spent.
+    guarantee, so this baseline is, if anything, favoured. ``start_from``: fine-tune a copy of this model (e.g.
+    one trained on public images) instead of a fresh one. Returns the model and the epsilon spent.
     """
     torch.manual_seed(settings.seed)
     model = CompactCNN(num_classes, settings.width)
+    if start_from is not None:
+        model.load_state_dict(start_from.state_dict())
     optimizer = torch.optim.Adam(model.parameters(), lr=settings.lr)
     engine = PrivacyEngine(accountant="rdp")
     with warnings.catch_warnings():

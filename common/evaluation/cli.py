@@ -1,4 +1,5 @@
-"""``cxr-evaluate``: is the synthetic data worth using? TSTR vs TRTR vs DP-SGD direct, plus fidelity."""
+"""``cxr-evaluate``: is the synthetic data worth using? TSTR vs TRTR vs the consortium's alternatives, plus
+fidelity and realism."""
 
 from __future__ import annotations
 
@@ -53,15 +54,16 @@ REALISM_SHOWN = ("frechet_distance", "precision", "recall", "linear_probe_auroc"
     "--encoder",
     type=click.Path(path_type=Path),
     default=None,
-    help="Self-supervised realism encoder (safetensors); with --encoder-public it is trained there when absent.",
+    help="Self-supervised realism encoder (safetensors); with --public it is trained there when absent.",
 )
 @click.option(
-    "--encoder-public",
+    "--public",
     type=click.Path(path_type=Path),
     default=None,
-    help="Public images of other patients to train the realism encoder on (no labels used).",
+    help="Public images of other patients: adds the public-only and public-pretrained DP-SGD baselines, and trains "
+    "the realism encoder when --encoder is absent (without their labels).",
 )
-@click.option("--encoder-public-labels", type=click.Path(path_type=Path), default=None)
+@click.option("--public-labels", type=click.Path(path_type=Path), default=None)
 @click.option(
     "--encoder-steps",
     default=EncoderRecipe.steps,

@@ -1,8 +1,10 @@
-"""Train on synthetic, test on real (TSTR) against train on real (TRTR) and against the honest baseline, a
-classifier trained directly on the real images with DP-SGD at the generator's epsilon; plus fidelity."""
+"""Train on synthetic, test on real (TSTR) against train on real (TRTR) and against what a consortium would do
+without synthetic data: a classifier trained with DP-SGD on the real images at the generator's epsilon, from
+scratch and after public pretraining, and one trained on the public set alone; plus fidelity and realism."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -15,6 +17,7 @@ from cxr_fedsynth.common.data.site_data import load_labelled_images
 from cxr_fedsynth.common.errors import DataError
 from cxr_fedsynth.common.evaluation import fidelity
 from cxr_fedsynth.common.evaluation.classifier import (
+    CompactCNN,
     TrainSettings,
     embed,
     predict_proba,
@@ -26,6 +29,11 @@ from cxr_fedsynth.common.evaluation.realism_encoder import EncoderRecipe, obtain
 from cxr_fedsynth.common.evaluation.utility import classification_metrics
 from cxr_fedsynth.common.progress import steps
 from cxr_fedsynth.common.publish.artifacts import PublishedGenerator, load_discriminator, load_generator, sample
+
+TSTR = "TSTR (train synthetic, test real)"
+DP_SGD_DIRECT = "DP-SGD direct"
+PUBLIC_ONLY = "public only (no privacy cost)"
+PUBLIC_PRETRAINED_DP_SGD = "public-pretrained DP-SGD"
 
 
 @dataclass(frozen=True)
@@ -45,9 +53,9 @@ class EvaluationRequest:
     discriminator: Path | None = None
     cache_dir: Path | None = None
     show_progress: bool = True
-    encoder: Path | None = None  # the self-supervised realism encoder (trained there from encoder_public if absent)
-    encoder_public: Path | None = None
-    encoder_public_labels: Path | None = None
+    encoder: Path | None = None  # the self-supervised realism encoder (trained there on the public set if absent)
+    public: Path | None = None  # public images of other patients: the public baselines and the encoder's training
+    public_labels: Path | None = None
     encoder_steps: int = EncoderRecipe.steps
 
     def read(self, folder: Path, labels: Path | None, conditions: ConditionSet, size: int) -> SiteImages:
@@ -93,18 +101,25 @@ def run_evaluation(request: EvaluationRequest) -> dict:
     train = request.read(request.real_train, request.train_labels, conditions, size)
     test = request.read(request.real_test, request.test_labels, conditions, size)
     _refuse_shared_patients(test, train, request.real_test, "--real-train", "test on other patients")
+    public = None
+    if request.public is not None:
+        public = request.read(request.public, request.public_labels, conditions, size)
+        _refuse_shared_patients(
+            public, test, request.public, "--real-test", "public patients must not be test patients"
+        )
     synthetic, synthetic_labels = synthetic_set(published, request.samples_per_class, seed=request.seed, keep=keep)
     settings = TrainSettings(epochs=request.epochs, seed=request.seed)
 
-    with steps(3, "training the TSTR, TRTR and DP-SGD classifiers", enabled=request.show_progress) as advance:
+    classifiers = 3 if public is None else 5
+    with steps(
+        classifiers, "training the TSTR, TRTR and baseline classifiers", enabled=request.show_progress
+    ) as advance:
         tstr = train_classifier(synthetic, synthetic_labels, len(classes), settings)
         advance()
         trtr = train_classifier(train.images, train.conditions, len(classes), settings)
         advance()
         results = {
-            "TSTR (train synthetic, test real)": classification_metrics(
-                predict_proba(tstr, test.images), test.conditions, classes, seed=request.seed
-            ),
+            TSTR: classification_metrics(predict_proba(tstr, test.images), test.conditions, classes, seed=request.seed),
             "TRTR (train real, test real)": classification_metrics(
                 predict_proba(trtr, test.images), test.conditions, classes, seed=request.seed
             ),
@@ -113,8 +128,8 @@ def run_evaluation(request: EvaluationRequest) -> dict:
                 predict_proba(trtr, synthetic), synthetic_labels, classes, seed=request.seed
             ),
         }
-        baseline_note = _add_dp_baseline(results, request, published, train, test, settings)
-        advance()
+        baselines = _add_baselines(results, request, published, train, test, public, settings, advance)
+    baseline_note = _compare(results, baselines)
 
     real_features, synthetic_features = embed(trtr, test.images), embed(trtr, synthetic)
     fid = {
@@ -138,7 +153,7 @@ def run_evaluation(request: EvaluationRequest) -> dict:
             "real": fidelity.intensity_histogram(real_c) if len(real_c) else [],
         }
     two_sample = fidelity.two_sample_test(test.images, synthetic, seed=request.seed)
-    realism = _realism(request, conditions, size, test, synthetic, synthetic_labels)
+    realism = _realism(request, size, test, public, synthetic, synthetic_labels)
     report = {
         "generator": {
             "path": str(request.generator_dir),
@@ -152,6 +167,7 @@ def run_evaluation(request: EvaluationRequest) -> dict:
             "train_patients": len(set(train.patient_ids)),
             "test_images": len(test.records),
             "test_patients": len(set(test.patient_ids)),
+            "public_images": 0 if public is None else len(public.records),
             "synthetic_per_class": request.samples_per_class,
             "sampling_keep": keep,
         },
@@ -182,20 +198,15 @@ def run_evaluation(request: EvaluationRequest) -> dict:
 
 def _realism(
     request: EvaluationRequest,
-    conditions: ConditionSet,
     size: int,
     test: SiteImages,
+    public: SiteImages | None,
     synthetic: np.ndarray,
     synthetic_labels: np.ndarray,
 ) -> dict | None:
     """Realism figures in the self-supervised encoder's space with their real-vs-real controls (None: no encoder)."""
     if request.encoder is None:
         return None
-    public = None
-    if not request.encoder.is_file() and request.encoder_public is not None:
-        public = request.read(request.encoder_public, request.encoder_public_labels, conditions, size)
-        why = "the encoder must be trained on other patients"
-        _refuse_shared_patients(public, test, request.encoder_public, "--real-test", why)
     encoder, recipe, digest = obtain_encoder(
         request.encoder,
         image_size=size,
@@ -209,43 +220,70 @@ def _realism(
     return {**figures, "encoder": {"sha256": digest, "recipe": asdict(recipe), "path": str(request.encoder)}}
 
 
-def _add_dp_baseline(
+def _add_baselines(
     results: dict,
     request: EvaluationRequest,
     published: PublishedGenerator,
     train: SiteImages,
     test: SiteImages,
+    public: SiteImages | None,
     settings: TrainSettings,
-) -> str:
-    """Train the direct DP-SGD classifier at the generator's epsilon into ``results``; returns the verdict."""
+    advance: Callable[[], None],
+) -> list[str]:
+    """Train the consortium's alternatives to synthetic data into ``results``; returns their names.
+
+    DP-SGD on the real training images at the generator's epsilon (skipped without an epsilon to match), from
+    scratch and, with a public set, fine-tuned from the public classifier; and the public classifier alone.
+    """
     epsilon = request.epsilon_baseline if request.epsilon_baseline is not None else published.claimed_epsilon
-    if epsilon is None:
-        return "no epsilon to match (a NOT PRIVATE generator without --epsilon-baseline): DP-SGD baseline skipped"
-    classes = published.classes
-    dp_model, spent = train_dp_classifier(
-        train.images, train.conditions, len(classes), settings, epsilon=float(epsilon), delta=published.delta
-    )
-    name = f"DP-SGD direct (real, epsilon {epsilon:.3g})"
-    results[name] = classification_metrics(
-        predict_proba(dp_model, test.images), test.conditions, classes, seed=request.seed
-    )
-    results[name]["epsilon_spent"] = spent
-    return _compare(results["TSTR (train synthetic, test real)"], results[name])
+    classes, names = published.classes, []
 
-
-def _compare(tstr: dict, dp: dict) -> str:
-    """Plain words: is the synthetic data worth more than training directly with DP-SGD?"""
-    parts = []
-    for key, label in (("macro_auroc", "macro AUROC"),):
-        parts.append(f"{label}: TSTR {tstr[key]:.3f} vs DP-SGD direct {dp[key]:.3f}")
-    if "pneumonia_vs_normal" in tstr:
-        parts.append(
-            f"pneumonia vs normal AUROC: TSTR {tstr['pneumonia_vs_normal']['auroc']:.3f} vs DP-SGD direct {dp['pneumonia_vs_normal']['auroc']:.3f}"
+    def record(name: str, model: CompactCNN, spent: float | None = None) -> None:
+        results[name] = classification_metrics(
+            predict_proba(model, test.images), test.conditions, classes, seed=request.seed
         )
-    worth = tstr["macro_auroc"] > dp["macro_auroc"]
+        if spent is not None:
+            results[name]["epsilon_spent"] = spent
+        names.append(name)
+
+    def dp_sgd(start_from: CompactCNN | None) -> tuple[CompactCNN, float]:
+        return train_dp_classifier(
+            train.images,
+            train.conditions,
+            len(classes),
+            settings,
+            epsilon=float(epsilon),
+            delta=published.delta,
+            start_from=start_from,
+        )
+
+    if epsilon is not None:
+        record(f"{DP_SGD_DIRECT} (real, epsilon {epsilon:.3g})", *dp_sgd(None))
+    advance()
+    if public is not None:
+        public_model = train_classifier(public.images, public.conditions, len(classes), settings)
+        record(PUBLIC_ONLY, public_model)
+        advance()
+        if epsilon is not None:
+            record(f"{PUBLIC_PRETRAINED_DP_SGD} (real, epsilon {epsilon:.3g})", *dp_sgd(public_model))
+        advance()
+    return names
+
+
+def _compare(results: dict, baselines: list[str]) -> str:
+    """Plain words: is the synthetic data worth more than the strongest alternative (by macro AUROC)?"""
+    if not baselines:
+        return "no baseline (a NOT PRIVATE generator without --epsilon-baseline and no --public): nothing to compare"
+    tstr = results[TSTR]
+    strongest = max(baselines, key=lambda name: results[name]["macro_auroc"])
+
+    def figures(metrics: dict) -> str:
+        pn = metrics.get("pneumonia_vs_normal", {}).get("auroc", float("nan"))
+        return f"macro AUROC {metrics['macro_auroc']:.3f}, pneumonia vs normal {pn:.3f}"
+
     verdict = (
-        "synthetic data BEATS the direct DP-SGD classifier"
-        if worth
-        else "synthetic data does NOT beat the direct DP-SGD classifier: train on real data with DP-SGD instead"
+        "synthetic data BEATS the strongest alternative"
+        if tstr["macro_auroc"] > results[strongest]["macro_auroc"]
+        else f"synthetic data does NOT beat the strongest alternative: use the {strongest} classifier instead"
     )
-    return f"{verdict} ({'; '.join(parts)})"
+    return f"{verdict}: TSTR {figures(tstr)} vs {strongest} {figures(results[strongest])}"

@@ -122,7 +122,7 @@ def load_encoder(path: Path) -> tuple[RealismEncoder, EncoderRecipe, str]:
     with safe_open(str(path), framework="pt") as handle:
         metadata = handle.metadata() or {}
     if RECIPE_KEY not in metadata:
-        raise DataError(f"{path}: not a realism encoder (no recipe in its metadata); train one with --encoder-public")
+        raise DataError(f"{path}: not a realism encoder (no recipe in its metadata); train one with --public")
     recipe = EncoderRecipe(**json.loads(metadata[RECIPE_KEY]))
     encoder = RealismEncoder(recipe)
     encoder.load_state_dict(load_file(str(path)))
@@ -140,13 +140,13 @@ def obtain_encoder(
     """The checkpoint at ``path``; when absent, trained on ``public_images`` and saved there first."""
     if not path.is_file():
         if public_images is None:
-            raise DataError(f"{path}: no realism encoder there; give --encoder-public (a public set) to train one")
+            raise DataError(f"{path}: no realism encoder there; give --public (a public set) to train one")
         recipe = recipe or EncoderRecipe(image_size=image_size)
         save_encoder(train_encoder(public_images, recipe, show_progress=show_progress), recipe, path)
     encoder, recipe, digest = load_encoder(path)
     if recipe.image_size != image_size:
         raise DataError(
             f"{path}: encoder trained at {recipe.image_size} px, the images are {image_size} px; "
-            f"use an encoder of that size (another --encoder path, trained with --encoder-public)"
+            f"use an encoder of that size (another --encoder path, trained with --public)"
         )
     return encoder, recipe, digest

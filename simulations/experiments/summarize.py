@@ -1,9 +1,12 @@
-"""Print the results table of docs/results.md from the runs that run_experiment.py wrote.
+"""Print the results tables of docs/results.md from the runs that run_experiment.py wrote.
 
-    python simulations/experiments/summarize.py runs/ [name-prefix ...]
+    python simulations/experiments/summarize.py runs/ [name-prefix ...] [--on holdout|test]
 
-One row per run folder holding ``evaluation/evaluation.json``; runs repeated with ``--repeat`` (``-r2``,
-``-r3``...) are also summarised together (mean and range over the repetitions) below the per-run rows.
+One row per setting: runs repeated with ``--repeat`` (``-r2``, ``-r3``...) are summarised together as mean and
+standard error over the repetitions (shown where the runs differ: the baselines and the controls do not depend on
+the generator). Utility: pneumonia vs normal AUROC of TSTR and
+of the consortium's alternatives (DP-SGD on the real images from scratch and after public pretraining, the public
+set alone); realism: the self-supervised encoder's figures with their real-vs-real control.
 """
 
 from __future__ import annotations
@@ -15,64 +18,62 @@ import re
 import statistics
 from pathlib import Path
 
-TSTR = "TSTR (train synthetic, test real)"
-TRTS = "TRTS (train real, test synthetic)"  # absent from older evaluation files
+from cxr_fedsynth.common.evaluation.evaluate import DP_SGD_DIRECT, PUBLIC_ONLY, PUBLIC_PRETRAINED_DP_SGD, TSTR
+
+EVALUATIONS = {"holdout": "evaluation", "test": "evaluation-test"}  # as run_experiment.py writes them
+UTILITY = {"TSTR": TSTR, "DP-SGD": DP_SGD_DIRECT, "public + DP-SGD": PUBLIC_PRETRAINED_DP_SGD, "public": PUBLIC_ONLY}
+REALISM = {"FD": "frechet_distance", "precision": "precision", "recall": "recall", "probe": "linear_probe_auroc"}
+
+
+def _pneumonia_vs_normal(classifiers: dict, prefix: str) -> float:
+    found = [v for k, v in classifiers.items() if k.startswith(prefix)]
+    return found[0]["pneumonia_vs_normal"]["auroc"] if found else math.nan
 
 
 def _row(evaluation: dict) -> dict[str, float]:
-    tstr = evaluation["classifiers"][TSTR]
-    diversity = [
-        v["synthetic"] for v in evaluation["within_class_diversity"].values() if not math.isnan(v["synthetic"])
-    ]
-    return {
-        "pneumonia_vs_normal": tstr["pneumonia_vs_normal"]["auroc"],
-        "macro": tstr["macro_auroc"],
-        "fd": evaluation["fidelity"]["overall"]["fid"],
-        "two_sample": evaluation["classifier_two_sample_accuracy"],
-        "two_sample_auroc": evaluation.get(
-            "classifier_two_sample_auroc", math.nan
-        ),  # absent from older evaluation files
-        "diversity_min": min(diversity),
-        "diversity_max": max(diversity),
-        "epsilon": evaluation["generator"]["claimed_epsilon"] or math.inf,
-        "trts": evaluation["classifiers"].get(TRTS, {}).get("pneumonia_vs_normal", {}).get("auroc", math.nan),
-    }
+    classifiers = evaluation["classifiers"]
+    row = {label: _pneumonia_vs_normal(classifiers, prefix) for label, prefix in UTILITY.items()}
+    row["TSTR macro"] = classifiers[TSTR]["macro_auroc"]
+    realism = evaluation.get("realism") or {}
+    for label, key in REALISM.items():
+        row[label] = realism.get("synthetic", {}).get(key, math.nan)
+        row[f"{label} control"] = realism.get("real_control", {}).get(key, math.nan)
+    return row
+
+
+def _cell(values: list[float]) -> str:
+    values = [v for v in values if not math.isnan(v)]
+    if not values:
+        return "-"
+    mean = statistics.mean(values)
+    if len(set(values)) < 2:  # one run, or a figure that does not depend on the run (a baseline, a control)
+        return f"{mean:.3f}"
+    return f"{mean:.3f} ± {statistics.stdev(values) / math.sqrt(len(values)):.3f}"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("runs", type=Path)
     parser.add_argument("prefixes", nargs="*", help="only runs whose name starts with one of these")
+    parser.add_argument("--on", choices=sorted(EVALUATIONS), default="holdout", help="which evaluation to read")
     args = parser.parse_args()
-    rows: dict[str, dict[str, float]] = {}
-    for path in sorted(args.runs.glob("*/evaluation/evaluation.json")):
+    groups: dict[str, list[dict[str, float]]] = {}
+    for path in sorted(args.runs.glob(f"*/{EVALUATIONS[args.on]}/evaluation.json")):
         name = path.parent.parent.name
         if not args.prefixes or name.startswith(tuple(args.prefixes)):
-            rows[name] = _row(json.loads(path.read_text()))
-    print(
-        "| run | TSTR pneumonia vs normal | TSTR macro | TRTS pneumonia vs normal | FD | real-vs-synthetic acc. | AUROC | diversity | epsilon |"
-    )
-    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: |")
-    for name, r in rows.items():
-        trts = "-" if math.isnan(r["trts"]) else f"{r['trts']:.3f}"
-        two_sample_auroc = "-" if math.isnan(r["two_sample_auroc"]) else f"{r['two_sample_auroc']:.2f}"
-        print(
-            f"| {name} | {r['pneumonia_vs_normal']:.3f} | {r['macro']:.3f} | {trts} | {r['fd']:.1f} | {r['two_sample']:.2f} | {two_sample_auroc} | "
-            f"{r['diversity_min']:.2f}-{r['diversity_max']:.2f} | {r['epsilon']:.2f} |"
-        )
-    groups: dict[str, list[dict[str, float]]] = {}
-    for name, r in rows.items():
-        groups.setdefault(re.sub(r"-r\d+$", "", name), []).append(r)
-    repeated = {name: runs for name, runs in groups.items() if len(runs) > 1}
-    if repeated:
-        print("\n| setting | runs | TSTR pneumonia vs normal, mean (range) | TSTR macro, mean (range) |")
-        print("| --- | ---: | --- | --- |")
-        for name, runs in repeated.items():
-            cells = []
-            for key in ("pneumonia_vs_normal", "macro"):
-                values = [r[key] for r in runs]
-                cells.append(f"{statistics.mean(values):.3f} ({min(values):.3f}-{max(values):.3f})")
-            print(f"| {name} | {len(runs)} | {cells[0]} | {cells[1]} |")
+            groups.setdefault(re.sub(r"-r\d+$", "", name), []).append(_row(json.loads(path.read_text())))
+    columns = [*UTILITY, "TSTR macro"]
+    print(f"Pneumonia vs normal AUROC on the {args.on} patients (mean ± standard error over runs):\n")
+    print("| setting | runs | " + " | ".join(columns) + " |")
+    print("| --- | ---: |" + " ---: |" * len(columns))
+    for name, runs in groups.items():
+        print(f"| {name} | {len(runs)} | " + " | ".join(_cell([r[c] for r in runs]) for c in columns) + " |")
+    print("\nRealism in the self-supervised encoder (synthetic / real-vs-real control):\n")
+    print("| setting | " + " | ".join(REALISM) + " |")
+    print("| --- |" + " ---: |" * len(REALISM))
+    for name, runs in groups.items():
+        cells = [f"{_cell([r[c] for r in runs])} / {_cell([r[f'{c} control'] for r in runs])}" for c in REALISM]
+        print(f"| {name} | " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ from cxr_fedsynth.common.publish.artifacts import clean_state_dict
 
 def first_site_records(config: ExperimentConfig) -> list[ImageRecord]:
     """The records of the first of two simulated sites over ``config``'s phantom set."""
-    per_site, _ = split_records(config, read_run_dataset(config).records, 2)
+    per_site = split_records(config, read_run_dataset(config).records, 2).sites
     return per_site[0]
 
 

@@ -150,3 +150,25 @@ def test_split_writes_disjoint_public_and_private_tables(tmp_path: Path, phantom
         ],
     )
     assert bad.exit_code != 0 and "public and private images" in str(bad.exception)
+
+
+def test_split_keeps_an_untouched_test_set_and_leaves_the_holdout_as_it_was(tmp_path: Path, phantom_dir: Path) -> None:
+    def split(out: Path, extra: str = "") -> dict[str, set[str]]:
+        result = CliRunner().invoke(
+            split_cli,
+            ["--num-sites", "2", "--out", str(out), "--run-config", f"data-dir='{phantom_dir}' {extra}"],
+        )
+        assert result.exit_code == 0, result.output
+        return {
+            name: set(pd.read_csv(out / f"{name}.csv")["Patient ID"])
+            for name in ("train", "holdout", "test")
+            if (out / f"{name}.csv").is_file()
+        }
+
+    plain, tested = split(tmp_path / "plain"), split(tmp_path / "tested", "test-fraction=0.25")
+    assert "test" not in plain and len(tested["test"]) == 4  # a quarter of the 16 patients outside the holdout
+    assert tested["holdout"] == plain["holdout"], "the validation patients do not move when a test set is added"
+    assert not tested["test"] & (tested["train"] | tested["holdout"])
+    assert tested["train"] | tested["test"] == plain["train"]
+    again = split(tmp_path / "again", "test-fraction=0.25")
+    assert again["test"] == tested["test"], "the test patients are fixed"

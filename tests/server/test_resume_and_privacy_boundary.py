@@ -71,7 +71,7 @@ def test_released_feature_targets_survive_a_restart(tmp_path: Path) -> None:
 
 
 def test_reply_holds_only_protected_values(tmp_path: Path) -> None:
-    per_site, _ = split_records(CONFIG, read_run_dataset(CONFIG).records, 2)
+    per_site = split_records(CONFIG, read_run_dataset(CONFIG).records, 2).sites
     site = Site("s", per_site[0], tmp_path / "ledger.json", SitePolicy())
     g, d = build_models(CONFIG.architecture(4), seed=0)
     weights = {"generator": clean_state_dict(g), "discriminator": clean_state_dict(d)}

@@ -80,5 +80,5 @@ def test_encoder_checkpoint_is_reused_hashed_and_checked(sets, tmp_path: Path) -
     save_file({"w": torch.zeros(2)}, str(stranger))
     with pytest.raises(DataError, match="not a realism encoder"):
         load_encoder(stranger)
-    with pytest.raises(DataError, match="give --encoder-public"):
+    with pytest.raises(DataError, match="give --public"):
         obtain_encoder(tmp_path / "missing.safetensors", image_size=32)
