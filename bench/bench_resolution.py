@@ -19,10 +19,11 @@ import torch
 
 from bench.common import write_result
 from cxr_fedsynth.client.site_config import site_from_context
-from cxr_fedsynth.client.site_round import RunPrivacyState, run_site_round
+from cxr_fedsynth.client.site_round import RunPrivacyState, run_site_round, site_plan
 from cxr_fedsynth.common.experiment_config import ExperimentConfig
 from cxr_fedsynth.common.gan.generator_training import GeneratorTrainer
 from cxr_fedsynth.common.gan.models import build_models
+from cxr_fedsynth.common.protocol import OK
 from cxr_fedsynth.common.publish.artifacts import clean_state_dict
 
 NODE = {"partition-id": 0, "num-partitions": 4}
@@ -59,15 +60,17 @@ class Resolution:
         self.rounds += 1
         start = time.perf_counter()
         site = site_from_context(self.config, NODE, run_dir=str(self.run_dir))
-        run_site_round(
+        reply, self.state = run_site_round(
             self.config,
             site,
             global_weights=self.weights,
             run_id="bench",
             round_number=self.rounds,
             state=self.state,
-            plan=None,
+            plan=site_plan(self.config, site.policy),
         )
+        if reply.status != OK:
+            raise RuntimeError(f"the site refused the benchmark's round: {reply.reason}")
         return time.perf_counter() - start
 
     def generator_steps(self) -> float:
