@@ -18,9 +18,10 @@ import re
 import statistics
 from pathlib import Path
 
+from run_experiment import EVALUATIONS  # the script beside this one (run as a script, its folder is on sys.path)
+
 from cxr_fedsynth.common.evaluation.evaluate import DP_SGD_DIRECT, PUBLIC_ONLY, PUBLIC_PRETRAINED_DP_SGD, TSTR
 
-EVALUATIONS = {"holdout": "evaluation", "test": "evaluation-test"}  # as run_experiment.py writes them
 UTILITY = {"TSTR": TSTR, "DP-SGD": DP_SGD_DIRECT, "public + DP-SGD": PUBLIC_PRETRAINED_DP_SGD, "public": PUBLIC_ONLY}
 REALISM = {"FD": "frechet_distance", "precision": "precision", "recall": "recall", "probe": "linear_probe_auroc"}
 
