@@ -19,6 +19,7 @@ from cxr_fedsynth.common.data.partition import PartitionSpec
 from cxr_fedsynth.common.data.phantoms import PhantomSpec
 from cxr_fedsynth.common.data.preprocess import check_image_size
 from cxr_fedsynth.common.errors import ConfigError
+from cxr_fedsynth.common.gan.augment import AUGMENTATIONS
 from cxr_fedsynth.common.gan.discriminator_training import GRAD_SAMPLE_MODES, TRAINED_LAYERS, DiscriminatorSettings
 from cxr_fedsynth.common.gan.feature_matching import GAP_CAPS, SHRINKAGE, STATISTICS, EmbeddingSpec
 from cxr_fedsynth.common.gan.generator_training import MODE_SEEKING_SCOPES, GeneratorSettings
@@ -46,6 +47,7 @@ TEST_SPLIT_SEED = 20261201  # the untouched test patients are drawn with this fi
 CHOICES = {
     "d_head": D_HEADS,
     "g_upsample": G_UPSAMPLING,
+    "d_augment": AUGMENTATIONS,
     "feature_statistics": STATISTICS,
     "feature_shrinkage": SHRINKAGE,
     "feature_class_gap_block": ("all", "pixels"),
@@ -114,7 +116,7 @@ class ExperimentConfig:
     dirichlet_alpha: float = _key(0.5, "class skew of partition=dirichlet (smaller = more skewed)")
     holdout_fraction: float = _key(0.2, "share of patients held out from every site for evaluation and audits")
     test_fraction: float = _key(
-        0.0, f"share of the other patients kept as an untouched test set (fixed seed {TEST_SPLIT_SEED}; 0 = none)"
+        0.0, f"share of the other patients kept as an untouched test set (seed {TEST_SPLIT_SEED})"
     )
     # model
     latent_dim: int = _key(64, "size of G's latent vector", pretraining=True)
@@ -123,6 +125,7 @@ class ExperimentConfig:
     loss: str = _key("hinge", "hinge | nonsaturating", pretraining=True)
     d_head: str = _key("pooled", "D's real/fake head: pooled (mean of its 4x4 features) | spatial", pretraining=True)
     g_upsample: str = _key("transpose", "G's upsampling: transpose (conv) | nearest (+ 3x3 conv)", pretraining=True)
+    d_augment: str = _key("none", "DiffAugment of all D sees: none | translation-cutout", pretraining=True)
     # sites: discriminator with DP-SGD
     target_epsilon: float = _key(10.0, "epsilon requested of each site for the run (count, release and rounds)")
     target_delta: float = _key(1e-5, "delta requested of each site; a site refuses a request over its policy's caps")
@@ -281,16 +284,9 @@ class ExperimentConfig:
         )
 
     def discriminator_settings(self) -> DiscriminatorSettings:
-        return DiscriminatorSettings(
-            self.batch_size,
-            self.local_steps,
-            self.lr_d,
-            0.5,
-            self.loss,
-            self.aux_weight_d,
-            self.grad_sample_mode,
-            self.site_layers,
-        )
+        s = self
+        options = {"grad_sample_mode": s.grad_sample_mode, "trained_layers": s.site_layers, "augment": s.d_augment}
+        return DiscriminatorSettings(s.batch_size, s.local_steps, s.lr_d, 0.5, s.loss, s.aux_weight_d, **options)
 
     def generator_settings(self) -> GeneratorSettings:
         return GeneratorSettings(
@@ -304,6 +300,7 @@ class ExperimentConfig:
             mode_seeking_weight=self.mode_seeking_weight,
             mode_seeking_scope=self.mode_seeking_scope,
             feature_matching_weight=self.feature_matching_weight,
+            augment=self.d_augment,
         )
 
     def partition_spec(self, num_sites: int) -> PartitionSpec:

@@ -108,7 +108,7 @@ def pretrain_on_public(
         batch_size=config.public_batch_size,
         lr=config.public_lr_d,
     )
-    trainer = DiscriminatorTrainer(discriminator, d_settings, dp=None)
+    trainer = DiscriminatorTrainer(discriminator, d_settings, dp=None, augment_seed=config.seed * 7919 + 3)
     discriminator.train()
     gen = torch.Generator(device=device).manual_seed(config.seed * 7919 + 1)
     with steps(config.public_steps, "public pretraining") as advance:

@@ -22,6 +22,7 @@ from opacus.grad_sample import AbstractGradSampleModule, GradSampleModuleFastGra
 from opacus.grad_sample.utils import prepare_module
 from opacus.optimizers import DPOptimizer, DPOptimizerFastGradientClipping
 
+from cxr_fedsynth.common.gan.augment import diff_augment
 from cxr_fedsynth.common.gan.losses import d_loss_fake, d_loss_real
 from cxr_fedsynth.common.gan.models import Discriminator, Generator
 from cxr_fedsynth.common.privacy.bookkeeping_clipping import BookKeepingClipper
@@ -56,6 +57,7 @@ class DiscriminatorSettings:
     aux_weight: float = 1.0
     grad_sample_mode: str = "bk"  # per-row clipping engine, one of GRAD_SAMPLE_MODES
     trained_layers: str = "all"  # one of TRAINED_LAYERS: "heads" and "heads-norms" freeze D's convolutions
+    augment: str = "none"  # differentiable augmentation of every image D sees, one of common.gan.augment.AUGMENTATIONS
 
 
 @dataclass(frozen=True)
@@ -99,11 +101,15 @@ class DiscriminatorTrainer:
         accountant: RDPAccountant | None = None,
         noise_generator: torch.Generator | None = None,
         secure_noise: bool = False,
+        augment_seed: int = 0,
     ) -> None:
         """``secure_noise``: DP noise from the OS CSPRNG (``common.privacy.secure_noise``; what sites use), else
-        from ``noise_generator`` (seeded: reproducible, for tests and benchmarks)."""
+        from ``noise_generator`` (seeded: reproducible, for tests and benchmarks). ``augment_seed`` drives the
+        augmentation's draws (``settings.augment``)."""
         self.settings = settings
         self.discriminator = discriminator
+        device = next(discriminator.parameters()).device
+        self.augment_gen = torch.Generator(device=device).manual_seed(augment_seed)
         self.dp = dp
         self.clipper: BookKeepingClipper | None = None
         freeze_untrained_layers(discriminator, settings.trained_layers)
@@ -143,7 +149,7 @@ class DiscriminatorTrainer:
         """One D update on ``real`` (n rows, n may be 0) and ``fake`` (batch_size rows)."""
         s = self.settings
         self.optimizer.zero_grad(set_to_none=True)  # before the forward: expanded-weights mode checks there
-        images = torch.cat([real, fake])  # [n + B, 1, S, S]
+        images = diff_augment(torch.cat([real, fake]), s.augment, self.augment_gen)  # [n + B, 1, S, S], per row
         labels = torch.cat([real_labels, fake_labels])
         score, logits = self.model(images, labels)  # [n + B], [n + B, K]
         n = len(real)
@@ -226,7 +232,13 @@ def train_discriminator_round(
     gen = torch.Generator(device=device).manual_seed(seed)
     noise = torch.Generator(device=device).manual_seed(seed + 1)
     trainer = DiscriminatorTrainer(
-        discriminator, settings, dp=dp, accountant=accountant, noise_generator=noise, secure_noise=secure_noise
+        discriminator,
+        settings,
+        dp=dp,
+        accountant=accountant,
+        noise_generator=noise,
+        secure_noise=secure_noise,
+        augment_seed=seed + 2,
     )
     discriminator.train()
     history: list[dict[str, float]] = []

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from cxr_fedsynth.common.gan.augment import diff_augment
 from cxr_fedsynth.common.gan.feature_matching import FeatureMatcher
 from cxr_fedsynth.common.gan.losses import g_loss
 from cxr_fedsynth.common.gan.models import Discriminator, Generator
@@ -37,6 +38,7 @@ class GeneratorSettings:
         "batch"  # "batch": MSGAN's ratio over the whole batch; "class": per class (mode_seeking_loss)
     )
     feature_matching_weight: float = 0.0
+    augment: str = "none"  # D sees G's images through this augmentation, as it saw its own (common.gan.augment)
 
 
 def mode_seeking_loss(images: torch.Tensor, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
@@ -102,7 +104,7 @@ class GeneratorTrainer:
                 labels = torch.cat([half, half])  # two latents per label: the mode-seeking pairs
                 z = torch.randn(len(labels), self.generator.arch.latent_dim, device=device, generator=gen)
                 images = self.generator(z, labels)
-                score, logits = discriminator(images, labels)
+                score, logits = discriminator(diff_augment(images, s.augment, gen), labels)
                 loss = g_loss(score, s.loss).mean() + s.aux_weight * F.cross_entropy(logits, labels)
                 if s.mode_seeking_weight:
                     loss = loss + s.mode_seeking_weight * mode_seeking_loss(

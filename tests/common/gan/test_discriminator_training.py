@@ -10,6 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from cxr_fedsynth.common.gan.augment import diff_augment
 from cxr_fedsynth.common.gan.discriminator_training import (
     DiscriminatorSettings,
     DiscriminatorTrainer,
@@ -37,17 +38,23 @@ SPATIAL = dataclasses.replace(ARCH, d_head="spatial", g_upsample="nearest")
 
 
 @pytest.mark.parametrize(
-    ("mode", "arch"),
-    [(m, ARCH) for m in ("bk", "ghost", "hooks", "ew", "functorch")] + [("bk", SPATIAL), ("hooks", SPATIAL)],
+    ("mode", "arch", "augment"),
+    [(m, ARCH, "none") for m in ("bk", "ghost", "hooks", "ew", "functorch")]
+    + [("bk", SPATIAL, "none"), ("hooks", SPATIAL, "none"), ("bk", ARCH, "translation-cutout")],
 )
-def test_dp_step_equals_clipped_mean_of_per_row_gradients(mode: str, arch: GanArchitecture) -> None:
-    settings = DiscriminatorSettings(batch_size=4, lr=1e-3, aux_weight=0.7, grad_sample_mode=mode)
+def test_dp_step_equals_clipped_mean_of_per_row_gradients(mode: str, arch: GanArchitecture, augment: str) -> None:
+    settings = DiscriminatorSettings(batch_size=4, lr=1e-3, aux_weight=0.7, grad_sample_mode=mode, augment=augment)
     _, d_private = build_models(arch, seed=1)
     _, d_reference = build_models(arch, seed=1)
     real, real_y, fake, fake_y = _rows()
     clip = 0.05
-    trainer = DiscriminatorTrainer(d_private, settings, dp=DPSettings(0.0, clip, 0.1), accountant=make_accountant())
+    trainer = DiscriminatorTrainer(
+        d_private, settings, dp=DPSettings(0.0, clip, 0.1), accountant=make_accountant(), augment_seed=5
+    )
     trainer.step(real, real_y, fake, fake_y)
+    # the reference sees the same augmented rows: the augmentation is drawn per row, before any clipping
+    seen = diff_augment(torch.cat([real, fake]), augment, torch.Generator().manual_seed(5))
+    real, fake = seen[: len(real)], seen[len(real) :]
     applied = {n: p.grad.clone() for n, p in d_private.named_parameters()}  # what DPOptimizer handed to Adam
     trainer.finish()
     assert all(p.grad is None for p in d_private.parameters())
