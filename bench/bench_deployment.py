@@ -10,16 +10,14 @@ Usage: python -m bench.bench_deployment [--data ../shared/data/cxr128] [--sizes 
 from __future__ import annotations
 
 import argparse
-import json
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import pandas as pd
 
-from bench.common import write_result
+from bench.common import split_public, write_result
 from tests.flower_processes import REPO_ROOT, free_port, insecure_superlink, stop_process_group
 
 CLIENT = [sys.executable, "-c", "from cxr_fedsynth.client.cli import main; main()"]
@@ -28,10 +26,7 @@ PUBLIC_STEPS = 50
 
 def split_tables(data: Path, tmp: Path) -> tuple[Path, list[Path]]:
     """public.csv (NIH rows) and two hospitals' tables (the other patients, halved by patient)."""
-    table = pd.read_csv(data / "metadata.csv", dtype=str, keep_default_na=False)
-    public = table["Image Index"].str.startswith("nih_")
-    table[public].to_csv(tmp / "public.csv", index=False)
-    private = table[~public]
+    private = split_public(data, tmp)
     patients = sorted(set(private["Patient ID"]))
     sites = []
     for k, chosen in enumerate((set(patients[0::2]), set(patients[1::2]))):
@@ -39,19 +34,6 @@ def split_tables(data: Path, tmp: Path) -> tuple[Path, list[Path]]:
         private[private["Patient ID"].isin(chosen)].to_csv(path, index=False)
         sites.append(path)
     return tmp / "public.csv", sites
-
-
-def wait_online(link, count: int, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        listing = link.flwr("supernode", "list", "loopback", "--format", "json", timeout=60)
-        try:
-            if sum(n.get("status") == "online" for n in json.loads(listing.stdout)["nodes"]) >= count:
-                return
-        except (json.JSONDecodeError, KeyError):
-            pass
-        time.sleep(1)
-    raise RuntimeError(f"the hospitals did not come online: {listing.stdout[-1000:]}")
 
 
 def main() -> None:
@@ -82,7 +64,7 @@ def main() -> None:
                             command, env=link.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
                         )
                     )
-                wait_online(link, len(sites))
+                link.wait_online(len(sites), timeout=120)
                 per_round = {size: run_at(link, size, args.rounds, data, public, tmp) for size in args.sizes}
             finally:
                 for process in clients:

@@ -14,10 +14,9 @@ import tempfile
 import time
 from pathlib import Path
 
-import pandas as pd
 import torch
 
-from bench.common import write_result
+from bench.common import split_public, write_result
 from cxr_fedsynth.client.site_config import site_from_context
 from cxr_fedsynth.client.site_round import RunPrivacyState, run_site_round, site_plan
 from cxr_fedsynth.common.experiment_config import ExperimentConfig
@@ -27,14 +26,6 @@ from cxr_fedsynth.common.protocol import OK
 from cxr_fedsynth.common.publish.artifacts import clean_state_dict
 
 NODE = {"partition-id": 0, "num-partitions": 4}
-
-
-def split_public(data: Path, tmp: Path, prefix: str = "nih_") -> None:
-    """public.csv (the NIH rows) and private.csv (the sites' rows) in ``tmp``, as the default experiment splits."""
-    table = pd.read_csv(data / "metadata.csv", dtype=str, keep_default_na=False)
-    public = table["Image Index"].str.startswith(prefix)
-    table[public].to_csv(tmp / "public.csv", index=False)
-    table[~public].to_csv(tmp / "private.csv", index=False)
 
 
 class Resolution:

@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import pandas as pd
 import torch
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -45,3 +46,13 @@ def write_result(name: str, data: dict) -> Path:
     }
     path.write_text(json.dumps(data, indent=2) + "\n")
     return path
+
+
+def split_public(data: Path, out: Path, prefix: str = "nih_") -> pd.DataFrame:
+    """Write ``out``/public.csv (rows whose file starts with ``prefix``, as the default experiment's public set) and
+    ``out``/private.csv (the rest) from ``data``/metadata.csv; returns the private rows."""
+    table = pd.read_csv(data / "metadata.csv", dtype=str, keep_default_na=False)
+    public = table["Image Index"].str.startswith(prefix)
+    table[public].to_csv(out / "public.csv", index=False)
+    table[~public].to_csv(out / "private.csv", index=False)
+    return table[~public]

@@ -126,12 +126,13 @@ def simulation_superlink(home: Path) -> Iterator[LocalSuperLink]:
 
 @dataclass
 class SecureSuperLink:
-    """A deployment SuperLink with TLS and SuperNode authentication, reachable as connection ``hospitalnet``."""
+    """A deployment SuperLink (TLS and SuperNode authentication, or insecure), reachable as ``connection``."""
 
     env: dict[str, str]
     address: str
     ca: Path
     process: subprocess.Popen
+    connection: str
 
     def flwr(self, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
@@ -139,9 +140,23 @@ class SecureSuperLink:
         )
 
     def register(self, public_key: Path) -> None:
-        result = self.flwr("supernode", "register", str(public_key), "hospitalnet", timeout=60)
+        result = self.flwr("supernode", "register", str(public_key), self.connection, timeout=60)
         if "registered successfully" not in result.stdout:
             raise RuntimeError(result.stdout + result.stderr)
+
+    def wait_online(self, count: int = 1, timeout: float = 90) -> None:
+        """Wait until ``count`` SuperNodes are online; AssertionError after ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            listing = self.flwr("supernode", "list", self.connection, "--format", "json", timeout=60)
+            try:
+                nodes = json.loads(listing.stdout)["nodes"]
+            except (json.JSONDecodeError, KeyError):
+                nodes = []
+            if sum(1 for n in nodes if n.get("status") == "online") >= count:
+                return
+            time.sleep(1)
+        raise AssertionError(f"{count} SuperNode(s) did not come online: {listing.stdout[-1000:]}")
 
 
 @contextmanager
@@ -165,7 +180,7 @@ def _deployment_superlink(
     scheme, verify = ("https", ssl.create_default_context(cafile=str(certs["ca"]))) if certs else ("http", True)
     try:
         wait_healthy(process, f"{scheme}://127.0.0.1:{port}/health", home / "superlink.log", verify=verify)
-        yield SecureSuperLink(env, f"127.0.0.1:{port}", certs["ca"] if certs else Path(), process)
+        yield SecureSuperLink(env, f"127.0.0.1:{port}", certs["ca"] if certs else Path(), process, connection)
     finally:
         stop_process_group(process)
         log.close()

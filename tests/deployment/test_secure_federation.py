@@ -54,20 +54,6 @@ def _join_args(cxr128: Path, labels: Path, link, key: Path, name: str, ledger: P
     ]
 
 
-def _wait_online(link, count: int, timeout: float = 90) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        listing = link.flwr("supernode", "list", "hospitalnet", "--format", "json", timeout=60)
-        try:
-            nodes = json.loads(listing.stdout)["nodes"]
-        except (json.JSONDecodeError, KeyError):
-            nodes = []
-        if sum(1 for n in nodes if n.get("status") == "online") >= count:
-            return
-        time.sleep(1)
-    raise AssertionError(f"{count} SuperNodes did not come online: {listing.stdout[-1000:]}")
-
-
 @pytest.fixture(scope="module")
 def federation(cxr128_dir: Path, tmp_path_factory: pytest.TempPathFactory):
     root = tmp_path_factory.mktemp("deploy")
@@ -162,7 +148,7 @@ def test_two_hospitals_survive_a_dead_site_and_ledgers_survive_restarts(federati
         for name in ("a", "b")
     }
     try:
-        _wait_online(link, 2)
+        link.wait_online(2)
         out = root / "out"
         run = subprocess.Popen(
             [
@@ -210,7 +196,7 @@ def test_two_hospitals_survive_a_dead_site_and_ledgers_survive_restarts(federati
             *_join_args(f["cxr128"], f["labels"]["b"], link, f["keys"]["b"], "hospital-b", ledgers["b"], 10),
             log=root / "client-b2.log",
         )
-        _wait_online(link, 2)
+        link.wait_online(2)
         entries_a = len(json.loads(ledgers["a"].read_text())["entries"])
         second = link.flwr(
             "run",

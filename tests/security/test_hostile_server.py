@@ -12,7 +12,6 @@ import shutil
 import stat
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -123,7 +122,7 @@ def attacks(cxr128_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
             start_new_session=True,
         )
         try:
-            _wait_online(link)
+            link.wait_online()
             runs = {name: _run(link, app) for name, app in apps.items()}
         finally:
             stop_process_group(site)
@@ -138,19 +137,6 @@ def attacks(cxr128_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
         "site_log": (root / "site.log").read_text(),
         "site_cache": site_cache,
     }
-
-
-def _wait_online(link, timeout: float = 90) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        listing = link.flwr("supernode", "list", "loopback", "--format", "json", timeout=60)
-        try:
-            if any(n.get("status") == "online" for n in json.loads(listing.stdout)["nodes"]):
-                return
-        except (json.JSONDecodeError, KeyError):
-            pass
-        time.sleep(1)
-    raise AssertionError(f"the site did not come online: {listing.stdout[-1000:]}")
 
 
 def _run(link, app: Path) -> str:
