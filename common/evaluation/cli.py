@@ -103,6 +103,12 @@ def cli(out_dir: Path, show_real: bool, **options) -> None:
             "realism (synthetic / real-vs-real control): "
             + ", ".join(f"{k} {synthetic[k]:.3f} / {control[k]:.3f}" for k in REALISM_SHOWN)
         )
+        other = report["realism"].get("other_source_real")
+        if other:
+            click.echo(
+                "realism of the public real X-rays (another source) for reference: "
+                + ", ".join(f"{k} {other[k]:.3f}" for k in REALISM_SHOWN)
+            )
     click.echo(f"wrote {out_dir / 'evaluation.html'}")
 
 

@@ -215,7 +215,14 @@ def _realism(
         show_progress=request.show_progress,
     )
     figures = realism_figures(
-        test.images, test.conditions, test.patient_ids, synthetic, synthetic_labels, encoder, seed=request.seed
+        test.images,
+        test.conditions,
+        test.patient_ids,
+        synthetic,
+        synthetic_labels,
+        encoder,
+        other_source=None if public is None else public.images,
+        seed=request.seed,
     )
     return {**figures, "encoder": {"sha256": digest, "recipe": asdict(recipe), "path": str(request.encoder)}}
 

@@ -4,7 +4,9 @@ The real held-out images are split in two halves by patient, A and B. Every figu
 synthetic images (as many as B holds) and, as the control, A with B: the control is what a perfect generator
 scores with this many images. Figures: Frechet distance (torchmetrics, the encoder as feature extractor),
 precision / recall / density / coverage, a linear-probe two-sample test (logistic regression on the frozen
-features, 5-fold cross-validated AUROC: 0.5 = indistinguishable) and the trained-CNN two-sample test.
+features, 5-fold cross-validated AUROC: 0.5 = indistinguishable) and the trained-CNN two-sample test. Given real
+X-rays of other patients from another source (the public set), the same figures for them are the reference of
+what real images of another population score.
 """
 
 from __future__ import annotations
@@ -91,10 +93,13 @@ def realism_figures(
     synthetic_labels: np.ndarray,
     encoder: RealismEncoder,
     *,
+    other_source: np.ndarray | None = None,
     seed: int = 0,
 ) -> dict[str, dict]:
     """Figures of A vs synthetic (``synthetic``) and of A vs B (``real_control``) for uint8 sets [N, S, S]. Both
-    compared sets are drawn with B's class mix and the same size, so only how the images look can tell them apart."""
+    compared sets are drawn with B's class mix and the same size, so only how the images look can tell them apart.
+    ``other_source`` (real images of other patients, e.g. the public set) adds ``other_source_real``: A vs as many
+    of them, drawn at random (their class mix is their own)."""
     if real.shape[1:] != synthetic.shape[1:]:
         raise DataError(f"real images are {real.shape[1:]} px, synthetic {synthetic.shape[1:]}: compare at one size")
     a, b = patient_halves(patient_ids, seed=seed)
@@ -103,8 +108,16 @@ def realism_figures(
         raise DataError("too few synthetic images of some class to match the real class mix: raise --samples-per-class")
     fake = synthetic[pick_per_class(synthetic_labels, counts, seed=seed)]
     control = real[b][pick_per_class(real_labels[b], counts, seed=seed)]
-    return {
+    figures = {
         "synthetic": _figures(real[a], fake, encoder, seed=seed),
         "real_control": _figures(real[a], control, encoder, seed=seed),
         "images": {"real_a": int(len(a)), "compared": int(len(fake))},
     }
+    if other_source is not None:
+        if other_source.shape[1:] != real.shape[1:]:
+            raise DataError(f"other-source images are {other_source.shape[1:]} px, real {real.shape[1:]}")
+        count = min(len(fake), len(other_source))
+        drawn = np.random.default_rng(seed).choice(len(other_source), count, replace=False)
+        figures["other_source_real"] = _figures(real[a], other_source[drawn], encoder, seed=seed)
+        figures["images"]["other_source"] = int(count)
+    return figures

@@ -29,16 +29,26 @@ REALISM_ROWS = {
 def _realism_section(realism: dict | None) -> str:
     if not realism:
         return "<h2>Realism</h2><p>Not measured (give cxr-evaluate --encoder).</p>"
+    other = realism.get("other_source_real")
     rows = "".join(
-        f"<tr><td>{label}</td><td>{_fmt(realism['synthetic'][key])}</td><td>{_fmt(realism['real_control'][key])}</td></tr>"
+        f"<tr><td>{label}</td><td>{_fmt(realism['synthetic'][key])}</td><td>{_fmt(realism['real_control'][key])}</td>"
+        + (f"<td>{_fmt(other[key])}</td>" if other else "")
+        + "</tr>"
         for key, label in REALISM_ROWS.items()
+    )
+    other_head = "<th>public real X-rays vs real (another source)</th>" if other else ""
+    other_note = (
+        f" The last column compares half A with {realism['images']['other_source']} real public images of other patients"
+        " from another source: what real X-rays of another population score."
+        if other
+        else ""
     )
     encoder = realism["encoder"]
     return f"""<h2>Realism (features of a self-supervised encoder trained on public images only)</h2>
 <p>Real held-out half A ({realism["images"]["real_a"]} images) against {realism["images"]["compared"]} synthetic images drawn with
-the other half's class mix, and against that other half B of real patients (the control: what a perfect generator scores).
+the other half's class mix, and against that other half B of real patients (the control: what a perfect generator scores).{other_note}
 Encoder sha256 {html.escape(encoder["sha256"][:16])}..., {encoder["recipe"]["steps"]} SimCLR steps at {encoder["recipe"]["image_size"]} px.</p>
-<table><tr><th>figure</th><th>synthetic vs real</th><th>real vs real (control)</th></tr>{rows}</table>"""
+<table><tr><th>figure</th><th>synthetic vs real</th><th>real vs real (control)</th>{other_head}</tr>{rows}</table>"""
 
 
 def render_evaluation(

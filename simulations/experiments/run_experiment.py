@@ -30,6 +30,7 @@ from cxr_fedsynth.common.privacy.site_policy import SIMULATED_POLICY_ENV, SitePo
 APP = Path(__file__).resolve().parents[1] / "nih_split"
 TEST_FRACTION = 0.2  # every experiment's untouched test patients (unless its TOML sets test-fraction)
 EVALUATIONS = {"holdout": "evaluation", "test": "evaluation-test"}  # evaluated patients -> the run's output folder
+DATA = (Path(os.environ.get("CXR_SHARED_DATA", "../shared/data")) / "cxr128").resolve()  # every experiment's images
 
 
 def _toml_value(value: object) -> str:
@@ -70,7 +71,7 @@ def main() -> None:
     spec = tomllib.loads(args.config.read_text())
     experiment, run_config = spec.get("experiment", {}), {"test-fraction": TEST_FRACTION, **spec.get("run-config", {})}
     name = args.config.stem + (f"-r{args.repeat}" if args.repeat > 1 else "")
-    data = (Path(os.environ.get("CXR_SHARED_DATA", "../shared/data")) / "cxr128").resolve()
+    data = DATA
     out = args.out.resolve()
     split = out / name / "split"
     if not args.evaluate_only:

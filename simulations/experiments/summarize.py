@@ -6,7 +6,8 @@ One row per setting: runs repeated with ``--repeat`` (``-r2``, ``-r3``...) are s
 standard error over the repetitions (shown where the runs differ: the baselines and the controls do not depend on
 the generator). Utility: pneumonia vs normal AUROC of TSTR and
 of the consortium's alternatives (DP-SGD on the real images from scratch and after public pretraining, the public
-set alone); realism: the self-supervised encoder's figures with their real-vs-real control.
+set alone); realism: the self-supervised encoder's figures with their real-vs-real control and the public real
+X-rays' (another source) figures.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ def _row(evaluation: dict) -> dict[str, float]:
     for label, key in REALISM.items():
         row[label] = realism.get("synthetic", {}).get(key, math.nan)
         row[f"{label} control"] = realism.get("real_control", {}).get(key, math.nan)
+        row[f"{label} other source"] = realism.get("other_source_real", {}).get(key, math.nan)
     return row
 
 
@@ -69,11 +71,14 @@ def main() -> None:
     print("| --- | ---: |" + " ---: |" * len(columns))
     for name, runs in groups.items():
         print(f"| {name} | {len(runs)} | " + " | ".join(_cell([r[c] for r in runs]) for c in columns) + " |")
-    print("\nRealism in the self-supervised encoder (synthetic / real-vs-real control):\n")
+    print("\nRealism in the self-supervised encoder (synthetic / real-vs-real control / public real X-rays):\n")
     print("| setting | " + " | ".join(REALISM) + " |")
     print("| --- |" + " ---: |" * len(REALISM))
     for name, runs in groups.items():
-        cells = [f"{_cell([r[c] for r in runs])} / {_cell([r[f'{c} control'] for r in runs])}" for c in REALISM]
+        cells = [
+            " / ".join(_cell([r[f"{c}{part}"] for r in runs]) for part in ("", " control", " other source"))
+            for c in REALISM
+        ]
         print(f"| {name} | " + " | ".join(cells) + " |")
 
 

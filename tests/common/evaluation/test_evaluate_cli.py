@@ -78,6 +78,11 @@ def test_evaluate_untrained_generator_against_real_patients(cxr128_dir: Path, tm
     assert realism["synthetic"]["linear_probe_auroc"] > 0.9, "an untrained G's images are told apart on frozen features"
     assert realism["real_control"]["linear_probe_auroc"] < realism["synthetic"]["linear_probe_auroc"] - 0.2
     assert realism["synthetic"]["frechet_distance"] > realism["real_control"]["frechet_distance"]
+    other = realism["other_source_real"]  # the public real X-rays: real images of another population
+    assert other["linear_probe_auroc"] < realism["synthetic"]["linear_probe_auroc"]
+    assert realism["images"]["other_source"] > 0
     page = (tmp_path / "out" / "evaluation.html").read_text()
-    assert "Is the synthetic data worth using?" in page and "real vs real (control)" in page
+    assert (
+        "Is the synthetic data worth using?" in page and "real vs real (control)" in page and "another source" in page
+    )
     assert 'alt="real held-out images"' in page, "--show-real puts the real held-out grid beside the synthetic one"

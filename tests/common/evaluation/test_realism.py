@@ -59,6 +59,34 @@ def test_control_is_near_chance_and_non_xrays_are_told_apart(sets) -> None:
     assert fake["precision"] < control["precision"]
 
 
+def test_other_source_reference_scores_real_images_of_other_patients(sets) -> None:
+    public, held_out, encoder, _, _ = sets
+    rng = np.random.default_rng(1)
+    noise = rng.integers(0, 256, held_out.images.shape, dtype=np.uint8)
+    labels = np.asarray(held_out.conditions)
+    plain = realism_figures(held_out.images, labels, held_out.patient_ids, noise, labels.copy(), encoder)
+    assert "other_source_real" not in plain, "no reference without other-source images"
+    figures = realism_figures(
+        held_out.images, labels, held_out.patient_ids, noise, labels.copy(), encoder, other_source=public.images
+    )
+    other = figures["other_source_real"]
+    assert figures["images"]["other_source"] == min(len(public.images), figures["images"]["compared"])
+    assert other["linear_probe_auroc"] < figures["synthetic"]["linear_probe_auroc"] - 0.2, (
+        "real X-rays of other patients must score as real images, not as noise"
+    )
+    assert figures["synthetic"] == plain["synthetic"], "the reference changes no other figure"
+    with pytest.raises(DataError, match="other-source images are"):
+        realism_figures(
+            held_out.images,
+            labels,
+            held_out.patient_ids,
+            noise,
+            labels.copy(),
+            encoder,
+            other_source=noise[:, :16, :16],
+        )
+
+
 def test_halves_split_patients_and_synthetic_follows_the_class_mix(sets) -> None:
     _, held_out, _, _, _ = sets
     a, b = patient_halves(held_out.patient_ids)

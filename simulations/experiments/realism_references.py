@@ -1,0 +1,162 @@
+"""What the realism encoder's figures respond to, and whether a public-only upsampler fixes the synthetic images.
+
+    python simulations/experiments/realism_references.py runs/default-nodp [runs/default-eps10 ...]
+        --encoder runs/realism-encoder-nih_64px.safetensors [--on holdout|test]
+
+Against half A of the real evaluated patients (as ``cxr-evaluate`` splits them), one row each for: half B (the
+control); half B with its detail removed (downsampled by 2, 4 or 8, then bicubic back to full size); the public
+real X-rays (other patients, another source); and, per run, its synthetic images as published and after a
+public-only upsampler: a small residual CNN trained on the public images alone to restore the detail that
+downsampling by 2 or 4 removes (L1 plus a patch-adversarial term), applied to the synthetic images as
+post-processing (no privacy cost). The upsampler's rows on half B say how much it restores on real images.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from run_experiment import DATA, EVALUATIONS  # the script beside this one (run as a script, its folder is on sys.path)
+from torch import nn
+
+from cxr_fedsynth.common.data.conditions import load_condition_set
+from cxr_fedsynth.common.data.image_cache import SiteImages
+from cxr_fedsynth.common.data.site_data import load_labelled_images
+from cxr_fedsynth.common.evaluation import fidelity
+from cxr_fedsynth.common.evaluation.classifier import embed
+from cxr_fedsynth.common.evaluation.evaluate import synthetic_set
+from cxr_fedsynth.common.evaluation.realism import (
+    class_mix_counts,
+    frechet_distance,
+    linear_probe_auroc,
+    patient_halves,
+    pick_per_class,
+)
+from cxr_fedsynth.common.evaluation.realism_encoder import RealismEncoder, load_encoder
+from cxr_fedsynth.common.publish.artifacts import load_generator
+
+DETAIL_FACTORS = (2, 4, 8)
+UPSAMPLER_FACTORS = (2, 4)
+UPSAMPLER_STEPS = 800
+ADVERSARIAL_WEIGHT = 0.05
+
+
+def _to_tensor(images: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(images).float().unsqueeze(1) / 127.5 - 1
+
+
+def _to_uint8(images: torch.Tensor) -> np.ndarray:
+    return ((images.squeeze(1) + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).numpy()
+
+
+def remove_detail(images: np.ndarray, factor: int) -> np.ndarray:
+    """Downsample by ``factor`` (area) and interpolate back to full size (bicubic)."""
+    low = F.interpolate(_to_tensor(images), scale_factor=1 / factor, mode="area")
+    return _to_uint8(F.interpolate(low, size=images.shape[1:], mode="bicubic", align_corners=False))
+
+
+class Upsampler(nn.Module):
+    """Bicubic upsampling of the ``factor``-downsampled image plus a learned residual (ESPCN-style)."""
+
+    def __init__(self, factor: int, width: int = 32, depth: int = 4) -> None:
+        super().__init__()
+        self.factor = factor
+        layers: list[nn.Module] = [nn.Conv2d(1, width, 3, padding=1), nn.ReLU()]
+        for _ in range(depth):
+            layers += [nn.Conv2d(width, width, 3, padding=1), nn.ReLU()]
+        self.residual = nn.Sequential(*layers, nn.Conv2d(width, factor * factor, 3, padding=1), nn.PixelShuffle(factor))
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        low = F.interpolate(images, scale_factor=1 / self.factor, mode="area")
+        smooth = F.interpolate(low, scale_factor=self.factor, mode="bicubic", align_corners=False)
+        return smooth + self.residual(low)
+
+
+def train_upsampler(public: np.ndarray, factor: int, *, seed: int = 0) -> Upsampler:
+    """An upsampler trained on the public images only (L1 + a patch critic's hinge loss)."""
+    torch.manual_seed(seed)
+    upsampler = Upsampler(factor)
+    critic = nn.Sequential(
+        nn.Conv2d(1, 32, 4, 2, 1),
+        nn.LeakyReLU(0.2),
+        nn.Conv2d(32, 64, 4, 2, 1),
+        nn.LeakyReLU(0.2),
+        nn.Conv2d(64, 1, 3, 1, 1),
+    )
+    opt_u = torch.optim.Adam(upsampler.parameters(), 1e-3)
+    opt_c = torch.optim.Adam(critic.parameters(), 2e-4, betas=(0.5, 0.999))
+    images = _to_tensor(public)
+    for _ in range(UPSAMPLER_STEPS):
+        real = images[torch.randint(len(images), (32,))]
+        restored = upsampler(real)
+        critic_loss = F.relu(1 - critic(real)).mean() + F.relu(1 + critic(restored.detach())).mean()
+        opt_c.zero_grad()
+        critic_loss.backward()
+        opt_c.step()
+        loss = F.l1_loss(restored, real) - ADVERSARIAL_WEIGHT * critic(restored).mean()
+        opt_u.zero_grad()
+        loss.backward()
+        opt_u.step()
+    return upsampler.eval()
+
+
+def upsample(upsampler: Upsampler, images: np.ndarray) -> np.ndarray:
+    with torch.inference_mode():
+        return _to_uint8(upsampler(_to_tensor(images)))
+
+
+def figures(a: np.ndarray, other: np.ndarray, encoder: RealismEncoder) -> dict[str, float]:
+    """Frechet distance, precision / recall and the linear probe of ``other`` against half A."""
+    a_features, other_features = embed(encoder, a), embed(encoder, other)
+    prdc = fidelity.prdc(a_features, other_features)
+    return {
+        "FD": frechet_distance(a, other, encoder),
+        "precision": prdc["precision"],
+        "recall": prdc["recall"],
+        "probe": linear_probe_auroc(a_features, other_features),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("runs", type=Path, nargs="+", help="run folders of run_experiment.py (one shared split)")
+    parser.add_argument("--encoder", type=Path, required=True)
+    parser.add_argument("--on", choices=sorted(EVALUATIONS), default="holdout")
+    args = parser.parse_args()
+    size = json.loads((args.runs[0] / "model_card.json").read_text())["architecture"]["image_size"]
+    split, conditions = args.runs[0] / "split", load_condition_set("coarse")
+    encoder, _, _ = load_encoder(args.encoder)
+
+    def read(table: str) -> SiteImages:
+        return load_labelled_images(DATA, conditions, labels=split / table, image_size=size, show_progress=False)
+
+    evaluated, public = read(f"{args.on}.csv"), read("public.csv")
+    a, b = patient_halves(evaluated.patient_ids)
+    real_a, real_b = evaluated.images[a], evaluated.images[b]
+    rows = {"real half B (control)": real_b}
+    rows |= {f"real half B, detail removed x{f}": remove_detail(real_b, f) for f in DETAIL_FACTORS}
+    drawn = np.random.default_rng(0).choice(len(public.images), min(len(real_b), len(public.images)), replace=False)
+    rows["public real X-rays (another source)"] = public.images[drawn]
+    upsamplers = {f: train_upsampler(public.images, f) for f in UPSAMPLER_FACTORS}
+    rows |= {f"real half B through the public upsampler x{f}": upsample(u, real_b) for f, u in upsamplers.items()}
+    for run in args.runs:
+        synthetic, labels = synthetic_set(load_generator(run), 400, seed=0, keep=1.0)
+        counts = class_mix_counts(labels, np.asarray(evaluated.conditions)[b])
+        fake = synthetic[pick_per_class(labels, counts)]
+        rows[f"{run.name}: synthetic"] = fake
+        rows |= {f"{run.name}: synthetic through the upsampler x{f}": upsample(u, fake) for f, u in upsamplers.items()}
+    print(f"Against real half A of the {args.on} patients ({len(real_a)} images):\n")
+    print("| images | FD | precision | recall | linear probe |\n| --- | ---: | ---: | ---: | ---: |")
+    for name, images in rows.items():
+        print(
+            f"| {name} | " + " | ".join(f"{v:.3f}" for v in figures(real_a, images, encoder).values()) + " |",
+            flush=True,
+        )
+
+
+if __name__ == "__main__":
+    main()
