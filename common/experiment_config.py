@@ -111,6 +111,7 @@ class ExperimentConfig:
     public_lr_d: float = _key(
         2e-4, "D's learning rate in public pretraining (lr-d is the sites' own)", pretraining=True
     )
+    public_r1_gamma: float = _key(0.0, "R1 penalty on D's slope at the public images (0 = off)", pretraining=True)
     # simulated hospitals
     partition: str = _key("iid", "how patients are split across simulated sites: iid | dirichlet | source")
     dirichlet_alpha: float = _key(0.5, "class skew of partition=dirichlet (smaller = more skewed)")
@@ -211,8 +212,8 @@ class ExperimentConfig:
                 "public-data = 'phantoms' pretrains on drawings, not radiographs: with a real data-dir give a real "
                 "public set (a folder of other patients) or public-data = '' for none"
             )
-        if self.feature_matching_weight < 0:
-            raise ConfigError("run config feature-matching-weight must be >= 0 (0 turns feature matching off)")
+        if self.feature_matching_weight < 0 or self.public_r1_gamma < 0:
+            raise ConfigError("run config feature-matching-weight and public-r1-gamma must be >= 0 (0 = off)")
         if not 0 <= self.feature_pixel_grid <= self.image_size // 4:
             raise ConfigError(
                 f"run config feature-pixel-grid must be in [0, {self.image_size // 4}] (cells of at least 4 x 4 pixels; got {self.feature_pixel_grid})"

@@ -102,11 +102,12 @@ def pretrain_on_public(
             f"public-data {config.public_source}: {len(data.records)} images, fewer than public-batch-size {config.public_batch_size}"
         )
     images, labels = to_model_range(data.images).to(device), torch.from_numpy(data.conditions).to(device)
-    d_settings = dataclasses.replace(  # public: all of D, at the pretraining's own batch and learning rate
+    d_settings = dataclasses.replace(  # public: all of D, at the pretraining's own batch, learning rate and R1
         config.discriminator_settings(),
         trained_layers="all",
         batch_size=config.public_batch_size,
         lr=config.public_lr_d,
+        r1_gamma=config.public_r1_gamma,
     )
     trainer = DiscriminatorTrainer(discriminator, d_settings, dp=None, augment_seed=config.seed * 7919 + 3)
     discriminator.train()

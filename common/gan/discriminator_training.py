@@ -58,6 +58,7 @@ class DiscriminatorSettings:
     grad_sample_mode: str = "bk"  # per-row clipping engine, one of GRAD_SAMPLE_MODES
     trained_layers: str = "all"  # one of TRAINED_LAYERS: "heads" and "heads-norms" freeze D's convolutions
     augment: str = "none"  # differentiable augmentation of every image D sees, one of common.gan.augment.AUGMENTATIONS
+    r1_gamma: float = 0.0  # R1 penalty gamma / 2 * |grad_x D(x)|^2 on real rows (double backward: plain updates only)
 
 
 @dataclass(frozen=True)
@@ -111,6 +112,8 @@ class DiscriminatorTrainer:
         device = next(discriminator.parameters()).device
         self.augment_gen = torch.Generator(device=device).manual_seed(augment_seed)
         self.dp = dp
+        if dp is not None and settings.r1_gamma:
+            raise ValueError("the R1 penalty needs a double backward that per-row DP clipping does not support")
         self.clipper: BookKeepingClipper | None = None
         freeze_untrained_layers(discriminator, settings.trained_layers)
         optimizer = torch.optim.Adam(discriminator.parameters(), lr=settings.lr, betas=(settings.beta1, 0.999))
@@ -150,16 +153,17 @@ class DiscriminatorTrainer:
         s = self.settings
         self.optimizer.zero_grad(set_to_none=True)  # before the forward: expanded-weights mode checks there
         images = diff_augment(torch.cat([real, fake]), s.augment, self.augment_gen)  # [n + B, 1, S, S], per row
+        images.requires_grad_(s.r1_gamma > 0)
         labels = torch.cat([real_labels, fake_labels])
         score, logits = self.model(images, labels)  # [n + B], [n + B, K]
         n = len(real)
-        per_row = torch.cat(
-            [
-                d_loss_real(score[:n], s.loss)
-                + s.aux_weight * F.cross_entropy(logits[:n], real_labels, reduction="none"),
-                d_loss_fake(score[n:], s.loss),
-            ]
+        real_rows = d_loss_real(score[:n], s.loss) + s.aux_weight * F.cross_entropy(
+            logits[:n], real_labels, reduction="none"
         )
+        if s.r1_gamma > 0 and n:
+            (slope,) = torch.autograd.grad(score[:n].sum(), images, create_graph=True)
+            real_rows = real_rows + s.r1_gamma / 2 * slope[:n].pow(2).flatten(1).sum(1)
+        per_row = torch.cat([real_rows, d_loss_fake(score[n:], s.loss)])
         self._backward(per_row)
         self.optimizer.step()
         return {

@@ -41,6 +41,8 @@ def test_unknown_key_and_wrong_type_are_refused() -> None:
         ExperimentConfig.from_run_config({"loss": "wgan"})
     with pytest.raises(ConfigError, match=r"feature-release-share must be in \(0, 1\)"):
         ExperimentConfig.from_run_config({"feature-matching-weight": 1.0, "feature-release-share": 1.0})
+    with pytest.raises(ConfigError, match="public-r1-gamma must be >= 0"):
+        ExperimentConfig.from_run_config({"public-r1-gamma": -1.0})
     with pytest.raises(ConfigError, match=r"feature-pixel-grid must be in \[0, 16\]"):
         ExperimentConfig.from_run_config({"image-size": 64, "feature-pixel-grid": 32})
     with pytest.raises(ConfigError, match=r"feature-shrinkage must be one of \('off', 'generator', 'pooled'\)"):

@@ -147,3 +147,26 @@ def test_partial_site_training_leaves_the_frozen_layers_untouched(mode: str, lay
     expected = heads | norm_names if layers == "heads-norms" else heads
     assert changed == expected, f"{layers}: trained {sorted(changed ^ expected)} unexpectedly (or left them)"
     assert all(p.requires_grad for p in finished.parameters()), "the returned D is a plain, fully trainable module"
+
+
+def test_r1_adds_the_real_rows_input_slope_to_a_plain_update_and_is_refused_under_dp() -> None:
+    gamma = 3.0
+    settings = DiscriminatorSettings(batch_size=4, lr=1e-3, aux_weight=0.7, r1_gamma=gamma)
+    _, d_trained = build_models(ARCH, seed=1)
+    _, d_reference = build_models(ARCH, seed=1)
+    real, real_y, fake, fake_y = _rows()
+    DiscriminatorTrainer(d_trained, settings, dp=None).step(real, real_y, fake, fake_y)
+    applied = {n: p.grad.clone() for n, p in d_trained.named_parameters()}
+    x = real.clone().requires_grad_(True)
+    score, logits = d_reference(x, real_y)
+    (slope,) = torch.autograd.grad(score.sum(), x, create_graph=True)
+    penalty = gamma / 2 * slope.pow(2).flatten(1).sum(1)
+    assert float(penalty.min()) > 0
+    loss = d_loss_real(score, "hinge") + 0.7 * F.cross_entropy(logits, real_y, reduction="none") + penalty
+    fake_score, _ = d_reference(fake, fake_y)
+    total = (loss.sum() + d_loss_fake(fake_score, "hinge").sum()) / settings.batch_size
+    params = dict(d_reference.named_parameters())
+    for name, g in zip(params, torch.autograd.grad(total, list(params.values()))):
+        assert torch.allclose(applied[name], g, atol=1e-6, rtol=1e-4), name
+    with pytest.raises(ValueError, match="R1 penalty"):
+        DiscriminatorTrainer(d_trained, settings, dp=DPSettings(1.0, 1.0, 0.1), accountant=make_accountant())
