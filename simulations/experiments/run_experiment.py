@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 import tomllib
@@ -30,6 +31,7 @@ from cxr_fedsynth.common.privacy.site_policy import SIMULATED_POLICY_ENV, SitePo
 APP = Path(__file__).resolve().parents[1] / "nih_split"
 TEST_FRACTION = 0.2  # every experiment's untouched test patients (unless its TOML sets test-fraction)
 EVALUATIONS = {"holdout": "evaluation", "test": "evaluation-test"}  # evaluated patients -> the run's output folder
+REPEAT_SUFFIX = r"-r\d+$"  # what --repeat appends to a run's name; summarize.py groups the repetitions by it
 DATA = (Path(os.environ.get("CXR_SHARED_DATA", "../shared/data")) / "cxr128").resolve()  # every experiment's images
 
 
@@ -68,6 +70,10 @@ def main() -> None:
     )
     parser.add_argument("--evaluate-only", action="store_true", help="evaluate the run already in --out, no training")
     args = parser.parse_args()
+    if re.search(REPEAT_SUFFIX, args.config.stem):
+        sys.exit(
+            f"{args.config}: a name ending like a repetition ({REPEAT_SUFFIX}) would be summarised with another run"
+        )
     spec = tomllib.loads(args.config.read_text())
     experiment, run_config = spec.get("experiment", {}), {"test-fraction": TEST_FRACTION, **spec.get("run-config", {})}
     name = args.config.stem + (f"-r{args.repeat}" if args.repeat > 1 else "")

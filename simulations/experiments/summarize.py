@@ -19,7 +19,10 @@ import re
 import statistics
 from pathlib import Path
 
-from run_experiment import EVALUATIONS  # the script beside this one (run as a script, its folder is on sys.path)
+from run_experiment import (  # the script beside this one (run as a script, its folder is on sys.path)
+    EVALUATIONS,
+    REPEAT_SUFFIX,
+)
 
 from cxr_fedsynth.common.evaluation.evaluate import DP_SGD_DIRECT, PUBLIC_ONLY, PUBLIC_PRETRAINED_DP_SGD, TSTR
 
@@ -64,7 +67,7 @@ def main() -> None:
     for path in sorted(args.runs.glob(f"*/{EVALUATIONS[args.on]}/evaluation.json")):
         name = path.parent.parent.name
         if not args.prefixes or name.startswith(tuple(args.prefixes)):
-            groups.setdefault(re.sub(r"-r\d+$", "", name), []).append(_row(json.loads(path.read_text())))
+            groups.setdefault(re.sub(REPEAT_SUFFIX, "", name), []).append(_row(json.loads(path.read_text())))
     columns = [*UTILITY, "TSTR macro"]
     print(f"Pneumonia vs normal AUROC on the {args.on} patients (mean ± standard error over runs):\n")
     print("| setting | runs | " + " | ".join(columns) + " |")
