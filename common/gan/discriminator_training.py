@@ -153,7 +153,8 @@ class DiscriminatorTrainer:
         s = self.settings
         self.optimizer.zero_grad(set_to_none=True)  # before the forward: expanded-weights mode checks there
         images = diff_augment(torch.cat([real, fake]), s.augment, self.augment_gen)  # [n + B, 1, S, S], per row
-        images.requires_grad_(s.r1_gamma > 0)
+        if s.r1_gamma > 0:  # the penalty differentiates D's score with respect to its input
+            images = images.detach().requires_grad_(True)
         labels = torch.cat([real_labels, fake_labels])
         score, logits = self.model(images, labels)  # [n + B], [n + B, K]
         n = len(real)

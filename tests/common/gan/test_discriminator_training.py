@@ -161,7 +161,7 @@ def test_r1_adds_the_real_rows_input_slope_to_a_plain_update_and_is_refused_unde
     score, logits = d_reference(x, real_y)
     (slope,) = torch.autograd.grad(score.sum(), x, create_graph=True)
     penalty = gamma / 2 * slope.pow(2).flatten(1).sum(1)
-    assert float(penalty.min()) > 0
+    assert float(penalty.detach().min()) > 0
     loss = d_loss_real(score, "hinge") + 0.7 * F.cross_entropy(logits, real_y, reduction="none") + penalty
     fake_score, _ = d_reference(fake, fake_y)
     total = (loss.sum() + d_loss_fake(fake_score, "hinge").sum()) / settings.batch_size
