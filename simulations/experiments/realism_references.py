@@ -25,14 +25,12 @@ from torch import nn
 
 from cxr_fedsynth.common.data.conditions import load_condition_set
 from cxr_fedsynth.common.data.image_cache import SiteImages
+from cxr_fedsynth.common.data.preprocess import to_model_range, to_uint8
 from cxr_fedsynth.common.data.site_data import load_labelled_images
-from cxr_fedsynth.common.evaluation import fidelity
-from cxr_fedsynth.common.evaluation.classifier import embed
 from cxr_fedsynth.common.evaluation.evaluate import synthetic_set
 from cxr_fedsynth.common.evaluation.realism import (
     class_mix_counts,
-    frechet_distance,
-    linear_probe_auroc,
+    encoder_figures,
     patient_halves,
     pick_per_class,
 )
@@ -45,18 +43,10 @@ UPSAMPLER_STEPS = 800
 ADVERSARIAL_WEIGHT = 0.05
 
 
-def _to_tensor(images: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(images).float().unsqueeze(1) / 127.5 - 1
-
-
-def _to_uint8(images: torch.Tensor) -> np.ndarray:
-    return ((images.squeeze(1) + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).numpy()
-
-
 def remove_detail(images: np.ndarray, factor: int) -> np.ndarray:
     """Downsample by ``factor`` (area) and interpolate back to full size (bicubic)."""
-    low = F.interpolate(_to_tensor(images), scale_factor=1 / factor, mode="area")
-    return _to_uint8(F.interpolate(low, size=images.shape[1:], mode="bicubic", align_corners=False))
+    low = F.interpolate(to_model_range(images), scale_factor=1 / factor, mode="area")
+    return to_uint8(F.interpolate(low, size=images.shape[1:], mode="bicubic", align_corners=False))
 
 
 class Upsampler(nn.Module):
@@ -89,7 +79,7 @@ def train_upsampler(public: np.ndarray, factor: int, *, seed: int = 0) -> Upsamp
     )
     opt_u = torch.optim.Adam(upsampler.parameters(), 1e-3)
     opt_c = torch.optim.Adam(critic.parameters(), 2e-4, betas=(0.5, 0.999))
-    images = _to_tensor(public)
+    images = to_model_range(public)
     for _ in range(UPSAMPLER_STEPS):
         real = images[torch.randint(len(images), (32,))]
         restored = upsampler(real)
@@ -106,19 +96,13 @@ def train_upsampler(public: np.ndarray, factor: int, *, seed: int = 0) -> Upsamp
 
 def upsample(upsampler: Upsampler, images: np.ndarray) -> np.ndarray:
     with torch.inference_mode():
-        return _to_uint8(upsampler(_to_tensor(images)))
+        return to_uint8(upsampler(to_model_range(images)))
 
 
-def figures(a: np.ndarray, other: np.ndarray, encoder: RealismEncoder) -> dict[str, float]:
-    """Frechet distance, precision / recall and the linear probe of ``other`` against half A."""
-    a_features, other_features = embed(encoder, a), embed(encoder, other)
-    prdc = fidelity.prdc(a_features, other_features)
-    return {
-        "FD": frechet_distance(a, other, encoder),
-        "precision": prdc["precision"],
-        "recall": prdc["recall"],
-        "probe": linear_probe_auroc(a_features, other_features),
-    }
+def figures(a: np.ndarray, other: np.ndarray, encoder: RealismEncoder) -> list[float]:
+    """Frechet distance, precision, recall and the linear probe of ``other`` against half A, as cxr-evaluate has them."""
+    found = encoder_figures(a, other, encoder)
+    return [found[key] for key in ("frechet_distance", "precision", "recall", "linear_probe_auroc")]
 
 
 def main() -> None:
@@ -153,7 +137,7 @@ def main() -> None:
     print("| images | FD | precision | recall | linear probe |\n| --- | ---: | ---: | ---: | ---: |")
     for name, images in rows.items():
         print(
-            f"| {name} | " + " | ".join(f"{v:.3f}" for v in figures(real_a, images, encoder).values()) + " |",
+            f"| {name} | " + " | ".join(f"{v:.3f}" for v in figures(real_a, images, encoder)) + " |",
             flush=True,
         )
 
