@@ -12,12 +12,15 @@ import shutil
 import stat
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
 import yaml
 from flwr.cli.build import build_fab_from_disk
 
+from cxr_fedsynth.common.experiment_config import ExperimentConfig
+from cxr_fedsynth.common.privacy.plan import COUNT_NOISE_MULTIPLIER, PrivacyPlan
 from cxr_fedsynth.common.protocol import PROTECTION
 from tests.flower_processes import free_port, insecure_superlink, stop_process_group
 from tests.privacy_audit.audit_fixtures import patient_groups
@@ -38,6 +41,14 @@ def train(msg, context):
     Path({marker!r}).write_text("ran")
     raise RuntimeError("changed client code ran at the site")
 """
+
+
+#: The site's patients, and the minimum DP-SGD noise its policy accepts: one step at epsilon 10 (little-noise) is
+#: under it whatever the noisy patient count, the sequence's 40 steps are over it on every plausible draw.
+PATIENTS, MIN_NOISE = 40, 0.6
+BASE = {"public-data": ""}
+LITTLE_NOISE = {**BASE, "num-server-rounds": 1, "local-steps": 1}
+SEQUENCE = {**BASE, "public-data": "/never/read", "allow-non-chest": True}
 
 
 def _make_app(root: Path, name: str, config: dict, *, clientapp: str | None = None, extra: dict | None = None) -> Path:
@@ -67,13 +78,13 @@ def attacks(cxr128_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
     root = tmp_path_factory.mktemp("hostile")
     out, marker, site_cache = root / "out", root / "changed-client-ran", root / "site-cache"
     labels = root / "site.csv"
-    rows = patient_groups(cxr128_dir, [40], seed=11)[0]
+    rows = patient_groups(cxr128_dir, [PATIENTS], seed=11)[0]
     rows[["Image Index", "Finding Labels", "Patient ID"]].to_csv(labels, index=False)
-    base = {"output-dir": str(out), "public-data": ""}
+    base = {"output-dir": str(out), **BASE}
     apps = {
         "dp-off": _make_app(root, "dp-off", {**base, "dp": False}),
         "over-cap": _make_app(root, "over-cap", {**base, "target-epsilon": 50.0}),
-        "little-noise": _make_app(root, "little-noise", {**base, "num-server-rounds": 1, "local-steps": 1}),
+        "little-noise": _make_app(root, "little-noise", {**base, **LITTLE_NOISE}),
         "changed-client": _make_app(
             root,
             "changed-client",
@@ -84,14 +95,12 @@ def attacks(cxr128_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
         "sequence": _make_app(
             root,
             "sequence",
-            {**base, "public-data": "/never/read", "cache-dir": str(root / "evil-cache"), "allow-non-chest": True},
+            {**base, **SEQUENCE, "cache-dir": str(root / "evil-cache")},
         ),
     }
     policy = root / "site-policy.yaml"  # the hostile apps carry server code: the site reviewed and pinned them
     trusted = [_fab_hash(app) for name, app in apps.items() if name != "changed-client"]
-    # min noise 1.0: one DP step at epsilon <= 10 needs noise under 0.6 whatever the noisy count, so little-noise is
-    # refused on every draw, while the default run's 1.77 is accepted
-    site_policy = {"trusted-fab-hashes": trusted, "cache-dir": str(site_cache), "min-noise-multiplier": 1.0}
+    site_policy = {"trusted-fab-hashes": trusted, "cache-dir": str(site_cache), "min-noise-multiplier": MIN_NOISE}
     policy.write_text(yaml.safe_dump(site_policy))
     ledger = root / "site" / "ledger.json"
     with insecure_superlink(root / "flwr") as link:
@@ -148,6 +157,25 @@ def _ledger(attacks: dict, run: str) -> list[str]:
     return [e["mechanism"] for e in attacks["ledger"] if e["run_id"] == run]
 
 
+def _hostile_plan(run_config: dict) -> PrivacyPlan:
+    """The privacy plan a site that allows the feature release makes for a hostile app's run config."""
+    project = tomllib.loads((HOSTILE_APP / "pyproject.toml").read_text())
+    values = {**project["tool"]["flwr"]["app"]["config"], **run_config}
+    config = ExperimentConfig.from_run_config({k: v for k, v in values.items() if k in ExperimentConfig.keys()})
+    return config.privacy_plan(releases=True)
+
+
+def test_the_sites_minimum_noise_refuses_little_noise_and_accepts_the_sequence_on_every_draw() -> None:
+    """The noisy patient count (std COUNT_NOISE_MULTIPLIER) sets the sample rate and so the noise: the outcomes the
+    tests below expect must not depend on the draw."""
+    little, sequence = _hostile_plan(LITTLE_NOISE), _hostile_plan(SEQUENCE)
+    counts = (1, PATIENTS, PATIENTS + 15 * COUNT_NOISE_MULTIPLIER)  # the more patients, the lower the rate and noise
+    little_noise = [little.dp_sgd(n).noise_multiplier for n in counts]
+    sequence_noise = [sequence.dp_sgd(n).noise_multiplier for n in counts]
+    assert little_noise == sorted(little_noise, reverse=True) and little_noise[0] < MIN_NOISE
+    assert sequence_noise == sorted(sequence_noise, reverse=True) and sequence_noise[-1] > MIN_NOISE
+
+
 def test_the_run_config_cannot_switch_dp_off(attacks) -> None:
     train = attacks["results"]["dp-off"]["train"]
     assert train["outcome"] == "refused" and train["reason"] == "site refused: ConfigError (details in the site's log)"
@@ -178,7 +206,7 @@ def test_changed_client_code_is_refused_before_it_runs(attacks) -> None:
 
 def test_one_release_per_run_nan_weights_and_unknown_mechanisms_are_refused(attacks) -> None:
     seq = attacks["results"]["sequence"]
-    assert seq["release"]["outcome"] == "ok" and "feature-sums" in seq["release"]["keys"]
+    assert seq["release"]["outcome"] == "ok" and "feature-sums" in seq["release"]["keys"], seq["release"]
     assert set(seq["release"]["keys"]) <= set(PROTECTION), "the release carries only protected values"
     assert seq["second-release"]["outcome"] == "refused" and "one per run" in seq["second-release"]["reason"]
     assert seq["nan-discriminator"]["outcome"] == "refused" and "non-finite" in seq["nan-discriminator"]["reason"]
@@ -192,7 +220,7 @@ def test_one_release_per_run_nan_weights_and_unknown_mechanisms_are_refused(atta
 
 def test_no_real_image_statistic_or_count_leaves_and_the_site_keeps_working(attacks) -> None:
     train = attacks["results"]["sequence"]["train"]
-    assert train["outcome"] == "ok", "after every attack the site still serves an honest request"
+    assert train["outcome"] == "ok", f"after every attack the site still serves an honest request: {train}"
     assert set(train["keys"]) <= set(PROTECTION) and "discriminator" in train["keys"]
     assert not {"real-score", "d-loss", "aux-accuracy", "num-examples", "sample-rate"} & set(train["metrics"])
     assert train["metrics"]["epsilon"] == 10.0, "the approved bound, not an accountant value that depends on N"
