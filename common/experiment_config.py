@@ -167,7 +167,7 @@ class ExperimentConfig:
         "median", "median = no class moves further than (scale - 1) x the median gap | none"
     )
     feature_release_share: float = _key(
-        0.5, "the release's share of target-epsilon; DP-SGD noise is planned for the rest"
+        0.7, "the release's share of target-epsilon; DP-SGD noise is planned for the rest"
     )
     # published generator
     generator_members: int = _key(
