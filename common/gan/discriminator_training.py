@@ -254,8 +254,11 @@ def train_discriminator_round(
         )
         history.append(trainer.step(images[index], labels[index], fake, fake_labels))
     finished = trainer.finish()
-    mean = {
-        k: float(np.nanmean([h[k] for h in history])) if history else float("nan")
-        for k in ("d_loss", "real_score", "fake_score", "aux_accuracy")
-    }
+    mean = {k: _mean_of_steps([h[k] for h in history]) for k in ("d_loss", "real_score", "fake_score", "aux_accuracy")}
     return finished, RoundResult(steps=settings.steps, **mean)
+
+
+def _mean_of_steps(values: list[float]) -> float:
+    """The mean over the steps that had rows (an empty Poisson batch gives NaN); NaN when none had."""
+    kept = [v for v in values if not np.isnan(v)]
+    return float(np.mean(kept)) if kept else float("nan")
