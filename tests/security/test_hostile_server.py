@@ -46,9 +46,9 @@ def train(msg, context):
 #: The site's patients, and the minimum DP-SGD noise its policy accepts: one step at epsilon 10 (little-noise) is
 #: under it whatever the noisy patient count, the sequence's 40 steps are over it on every plausible draw.
 PATIENTS, MIN_NOISE = 40, 0.6
-BASE = {"public-data": ""}
-LITTLE_NOISE = {**BASE, "num-server-rounds": 1, "local-steps": 1}
-SEQUENCE = {**BASE, "public-data": "/never/read", "allow-non-chest": True}
+BASE = {"public-data": ""}  # every hostile app's run config starts from the app's own, then this
+LITTLE_NOISE = {"num-server-rounds": 1, "local-steps": 1}
+SEQUENCE = {"public-data": "/never/read", "allow-non-chest": True}
 
 
 def _make_app(root: Path, name: str, config: dict, *, clientapp: str | None = None, extra: dict | None = None) -> Path:
@@ -160,7 +160,7 @@ def _ledger(attacks: dict, run: str) -> list[str]:
 def _hostile_plan(run_config: dict) -> PrivacyPlan:
     """The privacy plan a site that allows the feature release makes for a hostile app's run config."""
     project = tomllib.loads((HOSTILE_APP / "pyproject.toml").read_text())
-    values = {**project["tool"]["flwr"]["app"]["config"], **run_config}
+    values = {**project["tool"]["flwr"]["app"]["config"], **BASE, **run_config}
     config = ExperimentConfig.from_run_config({k: v for k, v in values.items() if k in ExperimentConfig.keys()})
     return config.privacy_plan(releases=True)
 
