@@ -33,7 +33,13 @@ REALISM_SHOWN = ("frechet_distance", "precision", "recall", "linear_probe_auroc"
     default=None,
     help="Epsilon for the direct DP-SGD classifier (default: the generator's).",
 )
-@click.option("--samples-per-class", default=400, show_default=True, type=click.IntRange(2))
+@click.option(
+    "--samples-per-class",
+    default=EvaluationRequest.samples_per_class,
+    show_default=True,
+    type=click.IntRange(2),
+    help="Synthetic images per class drawn for the TSTR classifier and the fidelity figures.",
+)
 @click.option("--epochs", default=8, show_default=True, type=click.IntRange(1))
 @click.option("--train-labels", type=click.Path(path_type=Path), default=None)
 @click.option("--test-labels", type=click.Path(path_type=Path), default=None)

@@ -46,7 +46,7 @@ class EvaluationRequest:
     train_labels: Path | None = None
     test_labels: Path | None = None
     epsilon_baseline: float | None = None
-    samples_per_class: int = 400
+    samples_per_class: int = 1200  # synthetic images per class for TSTR (chosen on the validation patients)
     epochs: int = 8
     seed: int = 0
     sampling_keep: float | None = None
