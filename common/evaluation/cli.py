@@ -78,6 +78,13 @@ REALISM_SHOWN = ("frechet_distance", "precision", "recall", "linear_probe_auroc"
     help="Training steps when the encoder is trained (the recipe's other settings are fixed).",
 )
 @click.option(
+    "--realism-draws",
+    default=EvaluationRequest.realism_draws,
+    show_default=True,
+    type=click.IntRange(1),
+    help="Draws of synthetic (and other-source) images the realism figures are averaged over.",
+)
+@click.option(
     "--show-real",
     is_flag=True,
     help="Show real held-out images beside the synthetic ones in evaluation.html (off: the page holds no real image).",
@@ -105,14 +112,15 @@ def cli(out_dir: Path, show_real: bool, **options) -> None:
     click.echo(report["baseline_verdict"])
     if report["realism"]:
         synthetic, control = report["realism"]["synthetic"], report["realism"]["real_control"]
+        draws = len(report["realism"]["draws"]["synthetic"])
         click.echo(
-            "realism (synthetic / real-vs-real control): "
+            f"realism (synthetic, mean of {draws} draws / real-vs-real control): "
             + ", ".join(f"{k} {synthetic[k]:.3f} / {control[k]:.3f}" for k in REALISM_SHOWN)
         )
         other = report["realism"].get("other_source_real")
         if other:
             click.echo(
-                "realism of the public real X-rays (another source) for reference: "
+                f"realism of the public real X-rays (another source, mean of {draws} draws) for reference: "
                 + ", ".join(f"{k} {other[k]:.3f}" for k in REALISM_SHOWN)
             )
     click.echo(f"wrote {out_dir / 'evaluation.html'}")

@@ -24,7 +24,7 @@ from cxr_fedsynth.common.evaluation.classifier import (
     train_classifier,
     train_dp_classifier,
 )
-from cxr_fedsynth.common.evaluation.realism import realism_figures
+from cxr_fedsynth.common.evaluation.realism import DEFAULT_DRAWS, realism_figures
 from cxr_fedsynth.common.evaluation.realism_encoder import EncoderRecipe, obtain_encoder
 from cxr_fedsynth.common.evaluation.utility import classification_metrics
 from cxr_fedsynth.common.progress import steps
@@ -57,6 +57,7 @@ class EvaluationRequest:
     public: Path | None = None  # public images of other patients: the public baselines and the encoder's training
     public_labels: Path | None = None
     encoder_steps: int = EncoderRecipe.steps
+    realism_draws: int = DEFAULT_DRAWS  # synthetic draws the realism figures are averaged over
 
     def read(self, folder: Path, labels: Path | None, conditions: ConditionSet, size: int) -> SiteImages:
         """Decoded labelled images of ``folder`` at ``size`` px, through the request's cache."""
@@ -222,6 +223,7 @@ def _realism(
         synthetic_labels,
         encoder,
         other_source=None if public is None else public.images,
+        draws=request.realism_draws,
         seed=request.seed,
     )
     return {**figures, "encoder": {"sha256": digest, "recipe": asdict(recipe), "path": str(request.encoder)}}

@@ -6,7 +6,10 @@ scores with this many images. Figures: Frechet distance (torchmetrics, the encod
 precision / recall / density / coverage, a linear-probe two-sample test (logistic regression on the frozen
 features, 5-fold cross-validated AUROC: 0.5 = indistinguishable) and the trained-CNN two-sample test. Given real
 X-rays of other patients from another source (the public set), the same figures for them are the reference of
-what real images of another population score.
+what real images of another population score. The synthetic images (and the other-source ones) are drawn
+several times; the encoder's figures are means over the draws, so one lucky or unlucky draw of about a hundred
+images does not decide them, and each draw's figures are kept beside the mean. The CNN two-sample test trains a
+classifier per comparison and runs on the first draw only.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from cxr_fedsynth.common.evaluation.realism_encoder import RealismEncoder
 
 PROBE_FOLDS = 5
 MIN_IMAGES_PER_HALF = 10
+DEFAULT_DRAWS = 5  # synthetic (and other-source) draws the figures are averaged over
 
 
 def frechet_distance(a: np.ndarray, b: np.ndarray, encoder: RealismEncoder) -> float:
@@ -77,6 +81,13 @@ def _figures(a: np.ndarray, b: np.ndarray, encoder: RealismEncoder, *, seed: int
     return {**encoder_figures(a, b, encoder, seed=seed), "cnn_two_sample_auroc": cnn["auroc"]}
 
 
+def _over_draws(a: np.ndarray, draws: list[np.ndarray], encoder: RealismEncoder, *, seed: int) -> tuple[dict, list]:
+    """The encoder's figures of every draw against ``a``, their means, and the CNN test on the first draw."""
+    per_draw = [encoder_figures(a, drawn, encoder, seed=seed) for drawn in draws]
+    cnn = fidelity.two_sample_test(a, draws[0], seed=seed)
+    return {**mean_figures(per_draw), "cnn_two_sample_auroc": cnn["auroc"]}, per_draw
+
+
 def class_mix_counts(available: np.ndarray, wanted: np.ndarray) -> dict[int, int]:
     """Images per class that keep ``wanted``'s class mix and fit in ``available`` (both class-index arrays)."""
     classes, counts = np.unique(wanted, return_counts=True)
@@ -90,6 +101,11 @@ def pick_per_class(labels: np.ndarray, counts: dict[int, int], *, seed: int = 0)
     return np.concatenate([rng.choice(np.flatnonzero(labels == c), n, replace=False) for c, n in counts.items()])
 
 
+def mean_figures(draws: list[dict[str, float]]) -> dict[str, float]:
+    """Each figure's mean over the draws."""
+    return {key: float(np.mean([draw[key] for draw in draws])) for key in draws[0]}
+
+
 def realism_figures(
     real: np.ndarray,
     real_labels: np.ndarray,
@@ -99,30 +115,41 @@ def realism_figures(
     encoder: RealismEncoder,
     *,
     other_source: np.ndarray | None = None,
+    draws: int = DEFAULT_DRAWS,
     seed: int = 0,
 ) -> dict[str, dict]:
     """Figures of A vs synthetic (``synthetic``) and of A vs B (``real_control``) for uint8 sets [N, S, S]. Both
     compared sets are drawn with B's class mix and the same size, so only how the images look can tell them apart.
     ``other_source`` (real images of other patients, e.g. the public set) adds ``other_source_real``: A vs as many
-    of them, drawn at random (their class mix is their own)."""
+    of them, drawn at random (their class mix is their own). The synthetic and other-source figures are means over
+    ``draws`` independent draws (the CNN test: the first draw's); ``draws`` holds each draw's encoder figures."""
     if real.shape[1:] != synthetic.shape[1:]:
         raise DataError(f"real images are {real.shape[1:]} px, synthetic {synthetic.shape[1:]}: compare at one size")
+    if draws < 1:
+        raise ValueError(f"draws must be at least 1, got {draws}")
     a, b = patient_halves(patient_ids, seed=seed)
     counts = class_mix_counts(synthetic_labels, real_labels[b])
     if sum(counts.values()) < MIN_IMAGES_PER_HALF:
         raise DataError("too few synthetic images of some class to match the real class mix: raise --samples-per-class")
-    fake = synthetic[pick_per_class(synthetic_labels, counts, seed=seed)]
     control = real[b][pick_per_class(real_labels[b], counts, seed=seed)]
+    drawn = [synthetic[pick_per_class(synthetic_labels, counts, seed=seed + k)] for k in range(draws)]
+    synthetic_figures, synthetic_draws = _over_draws(real[a], drawn, encoder, seed=seed)
     figures = {
-        "synthetic": _figures(real[a], fake, encoder, seed=seed),
+        "synthetic": synthetic_figures,
         "real_control": _figures(real[a], control, encoder, seed=seed),
-        "images": {"real_a": int(len(a)), "compared": int(len(fake))},
+        "images": {"real_a": int(len(a)), "compared": int(sum(counts.values()))},
+        "draws": {"synthetic": synthetic_draws},
     }
     if other_source is not None:
         if other_source.shape[1:] != real.shape[1:]:
             raise DataError(f"other-source images are {other_source.shape[1:]} px, real {real.shape[1:]}")
-        count = min(len(fake), len(other_source))
-        drawn = np.random.default_rng(seed).choice(len(other_source), count, replace=False)
-        figures["other_source_real"] = _figures(real[a], other_source[drawn], encoder, seed=seed)
+        count = min(figures["images"]["compared"], len(other_source))
+        drawn = [
+            other_source[np.random.default_rng(seed + k).choice(len(other_source), count, replace=False)]
+            for k in range(draws)
+        ]
+        figures["other_source_real"], figures["draws"]["other_source_real"] = _over_draws(
+            real[a], drawn, encoder, seed=seed
+        )
         figures["images"]["other_source"] = int(count)
     return figures

@@ -26,13 +26,21 @@ REALISM_ROWS = {
 }
 
 
+def _mean_and_spread(mean: dict, draws: list[dict], key: str) -> str:
+    """The mean over the draws and, where the figure was taken on more than one, their standard deviation."""
+    if len(draws) < 2 or key not in draws[0]:
+        return _fmt(mean[key])
+    return f"{_fmt(mean[key])} +- {_fmt(float(np.std([draw[key] for draw in draws], ddof=1)))}"
+
+
 def _realism_section(realism: dict | None) -> str:
     if not realism:
         return "<h2>Realism</h2><p>Not measured (give cxr-evaluate --encoder).</p>"
-    other = realism.get("other_source_real")
+    other, draws = realism.get("other_source_real"), realism["draws"]
     rows = "".join(
-        f"<tr><td>{label}</td><td>{_fmt(realism['synthetic'][key])}</td><td>{_fmt(realism['real_control'][key])}</td>"
-        + (f"<td>{_fmt(other[key])}</td>" if other else "")
+        f"<tr><td>{label}</td><td>{_mean_and_spread(realism['synthetic'], draws['synthetic'], key)}</td>"
+        f"<td>{_fmt(realism['real_control'][key])}</td>"
+        + (f"<td>{_mean_and_spread(other, draws['other_source_real'], key)}</td>" if other else "")
         + "</tr>"
         for key, label in REALISM_ROWS.items()
     )
@@ -46,7 +54,7 @@ def _realism_section(realism: dict | None) -> str:
     encoder = realism["encoder"]
     return f"""<h2>Realism (features of a self-supervised encoder trained on public images only)</h2>
 <p>Real held-out half A ({realism["images"]["real_a"]} images) against {realism["images"]["compared"]} synthetic images drawn with
-the other half's class mix, and against that other half B of real patients (the control: what a perfect generator scores).{other_note}
+the other half's class mix ({len(draws["synthetic"])} draws: their mean +- standard deviation; the CNN test on the first draw), and against that other half B of real patients (the control: what a perfect generator scores).{other_note}
 Encoder sha256 {html.escape(encoder["sha256"][:16])}..., {encoder["recipe"]["steps"]} SimCLR steps at {encoder["recipe"]["image_size"]} px.</p>
 <table><tr><th>figure</th><th>synthetic vs real</th><th>real vs real (control)</th>{other_head}</tr>{rows}</table>"""
 

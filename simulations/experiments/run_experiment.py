@@ -1,7 +1,7 @@
 """Run one experiment of docs/results.md end to end: patient split, federated training, evaluation.
 
     python simulations/experiments/run_experiment.py simulations/experiments/<name>.toml [--out runs/] [--repeat 2]
-        [--evaluate-on holdout|test] [--evaluate-only]
+        [--evaluate-on holdout|test] [--evaluate-only | --train-only]
 
 The TOML holds ``[experiment]`` (num-sites, public-prefix, and optionally site-policy: a YAML file beside it that
 every simulated site uses, e.g. a no-DP baseline) and ``[run-config]``: only the run-config keys that differ from
@@ -68,7 +68,9 @@ def main() -> None:
         default="holdout",
         help="holdout: the validation patients (choose settings here); test: the untouched test patients (report once)",
     )
-    parser.add_argument("--evaluate-only", action="store_true", help="evaluate the run already in --out, no training")
+    stage = parser.add_mutually_exclusive_group()
+    stage.add_argument("--evaluate-only", action="store_true", help="evaluate the run already in --out, no training")
+    stage.add_argument("--train-only", action="store_true", help="train and publish, evaluate later (--evaluate-only)")
     args = parser.parse_args()
     if re.search(REPEAT_SUFFIX, args.config.stem):
         sys.exit(
@@ -82,6 +84,8 @@ def main() -> None:
     split = out / name / "split"
     if not args.evaluate_only:
         _train(experiment, run_config, name, data, out, split, args.config.parent)
+    if args.train_only:
+        return
     card = json.loads((out / name / "model_card.json").read_text())
     _run(
         [

@@ -17,7 +17,6 @@ import numpy as np
 from run_experiment import DATA, EVALUATIONS  # the script beside this one (run as a script, its folder is on sys.path)
 
 from cxr_fedsynth.common.data.conditions import load_condition_set
-from cxr_fedsynth.common.data.site_data import load_labelled_images
 from cxr_fedsynth.common.evaluation.classifier import TrainSettings, predict_proba, train_classifier
 from cxr_fedsynth.common.evaluation.evaluate import EvaluationRequest, synthetic_set
 from cxr_fedsynth.common.evaluation.utility import classification_metrics
@@ -27,13 +26,12 @@ from cxr_fedsynth.common.publish.artifacts import load_generator
 def tstr(run: Path, counts: list[int], on: str) -> dict[int, tuple[float, float]]:
     """Pneumonia vs normal and macro AUROC of the TSTR classifier at each synthetic count."""
     published = load_generator(run)
-    request = EvaluationRequest(generator_dir=run, real_train=DATA, real_test=DATA)
-    real = load_labelled_images(
+    request = EvaluationRequest(generator_dir=run, real_train=DATA, real_test=DATA, show_progress=False)
+    real = request.read(
         DATA,
+        run / "split" / f"{on}.csv",
         load_condition_set(published.card["condition_set"]),
-        labels=run / "split" / f"{on}.csv",
-        image_size=published.generator.arch.image_size,
-        show_progress=False,
+        published.generator.arch.image_size,
     )
     settings = TrainSettings(epochs=request.epochs, seed=request.seed)
     figures = {}

@@ -45,6 +45,8 @@ def test_evaluate_untrained_generator_against_real_patients(cxr128_dir: Path, tm
         str(site_folder(cxr128_dir, public, tmp_path / "public")),
         "--encoder-steps",
         "20",
+        "--realism-draws",
+        "2",
         "--show-real",
     ]
     result = subprocess.run(
@@ -81,8 +83,11 @@ def test_evaluate_untrained_generator_against_real_patients(cxr128_dir: Path, tm
     other = realism["other_source_real"]  # the public real X-rays: real images of another population
     assert other["linear_probe_auroc"] < realism["synthetic"]["linear_probe_auroc"]
     assert realism["images"]["other_source"] > 0
+    assert len(realism["draws"]["synthetic"]) == len(realism["draws"]["other_source_real"]) == 2
+    assert "mean of 2 draws" in result.stdout
     page = (tmp_path / "out" / "evaluation.html").read_text()
     assert (
         "Is the synthetic data worth using?" in page and "real vs real (control)" in page and "another source" in page
     )
+    assert "2 draws: their mean +- standard deviation" in page and " +- " in page
     assert 'alt="real held-out images"' in page, "--show-real puts the real held-out grid beside the synthetic one"

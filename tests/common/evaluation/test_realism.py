@@ -4,6 +4,7 @@ told apart; the self-supervised encoder is saved without pickle, named by its ha
 from __future__ import annotations
 
 from pathlib import Path
+from unittest.mock import ANY
 
 import numpy as np
 import pytest
@@ -15,7 +16,13 @@ from cxr_fedsynth.common.data.phantoms import PhantomSpec, generate_phantom_data
 from cxr_fedsynth.common.data.site_data import load_labelled_images
 from cxr_fedsynth.common.errors import DataError
 from cxr_fedsynth.common.evaluation.classifier import embed
-from cxr_fedsynth.common.evaluation.realism import class_mix_counts, patient_halves, pick_per_class, realism_figures
+from cxr_fedsynth.common.evaluation.realism import (
+    class_mix_counts,
+    mean_figures,
+    patient_halves,
+    pick_per_class,
+    realism_figures,
+)
 from cxr_fedsynth.common.evaluation.realism_encoder import (
     EncoderRecipe,
     load_encoder,
@@ -64,10 +71,17 @@ def test_other_source_reference_scores_real_images_of_other_patients(sets) -> No
     rng = np.random.default_rng(1)
     noise = rng.integers(0, 256, held_out.images.shape, dtype=np.uint8)
     labels = np.asarray(held_out.conditions)
-    plain = realism_figures(held_out.images, labels, held_out.patient_ids, noise, labels.copy(), encoder)
+    plain = realism_figures(held_out.images, labels, held_out.patient_ids, noise, labels.copy(), encoder, draws=2)
     assert "other_source_real" not in plain, "no reference without other-source images"
     figures = realism_figures(
-        held_out.images, labels, held_out.patient_ids, noise, labels.copy(), encoder, other_source=public.images
+        held_out.images,
+        labels,
+        held_out.patient_ids,
+        noise,
+        labels.copy(),
+        encoder,
+        other_source=public.images,
+        draws=2,
     )
     other = figures["other_source_real"]
     assert figures["images"]["other_source"] == min(len(public.images), figures["images"]["compared"])
@@ -85,6 +99,21 @@ def test_other_source_reference_scores_real_images_of_other_patients(sets) -> No
             encoder,
             other_source=noise[:, :16, :16],
         )
+
+
+def test_figures_are_means_over_independent_synthetic_draws(sets) -> None:
+    _, held_out, encoder, _, _ = sets
+    noise = np.random.default_rng(2).integers(0, 256, held_out.images.shape, dtype=np.uint8)
+    labels = np.asarray(held_out.conditions)
+    args = (held_out.images, labels, held_out.patient_ids, noise, labels.copy(), encoder)
+    single, three = realism_figures(*args, draws=1), realism_figures(*args, draws=3)
+    assert three["synthetic"]["cnn_two_sample_auroc"] == single["synthetic"].pop("cnn_two_sample_auroc")
+    assert three["draws"]["synthetic"][0] == single["synthetic"], "the first draw is the single-draw protocol's"
+    assert three["synthetic"] == {**mean_figures(three["draws"]["synthetic"]), "cnn_two_sample_auroc": ANY}
+    assert len({draw["frechet_distance"] for draw in three["draws"]["synthetic"]}) == 3, "every draw picks anew"
+    assert three["real_control"] == single["real_control"], "the control does not depend on the synthetic draws"
+    with pytest.raises(ValueError, match="at least 1"):
+        realism_figures(*args, draws=0)
 
 
 def test_halves_split_patients_and_synthetic_follows_the_class_mix(sets) -> None:
