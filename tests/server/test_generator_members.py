@@ -5,36 +5,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
 import torch
 
-from cxr_fedsynth.common.data.phantoms import PhantomSpec, generate_phantom_dataset
 from cxr_fedsynth.common.experiment_config import ExperimentConfig
 from cxr_fedsynth.common.publish.artifacts import clean_state_dict
 from cxr_fedsynth.server.checkpoint import load_checkpoint, module_state
 from cxr_fedsynth.server.federated_gan import FederatedGanServer
 from cxr_fedsynth.server.generator_members import member_trainer
-
-SMALL = dict(
-    image_size=32,
-    phantom_patients=24,
-    num_server_rounds=2,
-    local_steps=1,
-    g_steps=2,
-    batch_size=4,
-    g_batch_size=4,
-    g_width=8,
-    d_width=8,
-    latent_dim=8,
-)
-
-
-@pytest.fixture(scope="module")
-def phantom_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return generate_phantom_dataset(
-        tmp_path_factory.mktemp("public") / "set",
-        PhantomSpec(num_patients=20, images_per_patient=2, image_size=32, seed=3),
-    )
 
 
 def _after_rounds(config: ExperimentConfig, run_name: str) -> FederatedGanServer:
@@ -47,9 +24,15 @@ def _after_rounds(config: ExperimentConfig, run_name: str) -> FederatedGanServer
     return server
 
 
-def test_members_start_from_the_pretraining_and_leave_d_unchanged(tmp_path: Path, phantom_dir: Path) -> None:
+def test_members_start_from_the_pretraining_and_leave_d_unchanged(
+    tmp_path: Path, phantom_dir: Path, small_settings: dict[str, object]
+) -> None:
     config = ExperimentConfig(
-        **SMALL, output_dir=str(tmp_path), public_data=str(phantom_dir), public_steps=3, generator_members=3
+        **{**small_settings, "num_server_rounds": 2},
+        output_dir=str(tmp_path),
+        public_data=str(phantom_dir),
+        public_steps=3,
+        generator_members=3,
     )
     server = _after_rounds(config, "members")
     stored = load_checkpoint(server._pretraining_store())
@@ -73,8 +56,12 @@ def test_members_start_from_the_pretraining_and_leave_d_unchanged(tmp_path: Path
     assert all(torch.equal(first[k], again[k]) for k in first), "members are reproducible"
 
 
-def test_one_member_trains_none(tmp_path: Path, phantom_dir: Path) -> None:
+def test_one_member_trains_none(tmp_path: Path, phantom_dir: Path, small_settings: dict[str, object]) -> None:
     config = ExperimentConfig(
-        **SMALL, output_dir=str(tmp_path), public_data=str(phantom_dir), public_steps=3, generator_members=1
+        **{**small_settings, "num_server_rounds": 2},
+        output_dir=str(tmp_path),
+        public_data=str(phantom_dir),
+        public_steps=3,
+        generator_members=1,
     )
     assert _after_rounds(config, "single")._train_members() == ()

@@ -12,7 +12,6 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from cxr_fedsynth.common.data.phantoms import PhantomSpec, generate_phantom_dataset
 from cxr_fedsynth.common.data.split_cli import cli as split_cli
 from cxr_fedsynth.common.errors import ConfigError
 from cxr_fedsynth.common.experiment_config import ExperimentConfig
@@ -20,31 +19,12 @@ from cxr_fedsynth.common.publish.artifacts import clean_state_dict
 from cxr_fedsynth.server.federated_gan import FederatedGanServer
 from cxr_fedsynth.server.public_pretraining import pretrain_on_public
 
-SMALL = dict(
-    image_size=32,
-    phantom_patients=24,
-    num_server_rounds=1,
-    local_steps=1,
-    g_steps=2,
-    batch_size=4,
-    g_batch_size=4,
-    g_width=8,
-    d_width=8,
-    latent_dim=8,
-)
 
-
-@pytest.fixture(scope="module")
-def phantom_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return generate_phantom_dataset(
-        tmp_path_factory.mktemp("public") / "set",
-        PhantomSpec(num_patients=20, images_per_patient=2, image_size=32, seed=3),
-    )
-
-
-def test_pretraining_moves_g_and_d_and_the_card_names_the_public_set(tmp_path: Path, phantom_dir: Path) -> None:
+def test_pretraining_moves_g_and_d_and_the_card_names_the_public_set(
+    tmp_path: Path, phantom_dir: Path, small_settings: dict[str, object]
+) -> None:
     config = ExperimentConfig(
-        **SMALL,
+        **small_settings,
         output_dir=str(tmp_path),
         public_data=str(phantom_dir),
         public_steps=3,
@@ -70,9 +50,9 @@ def test_pretraining_moves_g_and_d_and_the_card_names_the_public_set(tmp_path: P
 
 
 def test_a_later_run_reuses_an_identical_pretraining_and_only_that(
-    tmp_path: Path, phantom_dir: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, phantom_dir: Path, small_settings: dict[str, object], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    config = ExperimentConfig(**SMALL, output_dir=str(tmp_path), public_data=str(phantom_dir), public_steps=3)
+    config = ExperimentConfig(**small_settings, output_dir=str(tmp_path), public_data=str(phantom_dir), public_steps=3)
     first = FederatedGanServer(config, run_name="first")
     first._pretrain_on_public()
     pretrained = clean_state_dict(first.g_trainer.generator)
