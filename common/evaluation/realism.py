@@ -76,11 +76,6 @@ def encoder_figures(a: np.ndarray, b: np.ndarray, encoder: RealismEncoder, *, se
     }
 
 
-def _figures(a: np.ndarray, b: np.ndarray, encoder: RealismEncoder, *, seed: int) -> dict[str, float]:
-    cnn = fidelity.two_sample_test(a, b, seed=seed)
-    return {**encoder_figures(a, b, encoder, seed=seed), "cnn_two_sample_auroc": cnn["auroc"]}
-
-
 def _over_draws(a: np.ndarray, draws: list[np.ndarray], encoder: RealismEncoder, *, seed: int) -> tuple[dict, list]:
     """The encoder's figures of every draw against ``a``, their means, and the CNN test on the first draw."""
     per_draw = [encoder_figures(a, drawn, encoder, seed=seed) for drawn in draws]
@@ -136,7 +131,7 @@ def realism_figures(
     synthetic_figures, synthetic_draws = _over_draws(real[a], drawn, encoder, seed=seed)
     figures = {
         "synthetic": synthetic_figures,
-        "real_control": _figures(real[a], control, encoder, seed=seed),
+        "real_control": _over_draws(real[a], [control], encoder, seed=seed)[0],
         "images": {"real_a": int(len(a)), "compared": int(sum(counts.values()))},
         "draws": {"synthetic": synthetic_draws},
     }

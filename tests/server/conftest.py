@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from cxr_fedsynth.common.data.phantoms import PhantomSpec, generate_phantom_dataset
+from cxr_fedsynth.common.experiment_config import ExperimentConfig
 
 
 @pytest.fixture(scope="package")
@@ -19,9 +20,10 @@ def phantom_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-def small_settings() -> dict[str, object]:
-    """ExperimentConfig keys of a 32 px, width-8 run of one round with one step per side."""
-    return dict(
+def small_config() -> ExperimentConfig:
+    """A 32 px, width-8 run of one round with one step per side, without a public set."""
+    return ExperimentConfig(
+        public_data="",
         image_size=32,
         phantom_patients=24,
         num_server_rounds=1,

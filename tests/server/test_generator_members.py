@@ -25,10 +25,10 @@ def _after_rounds(config: ExperimentConfig, run_name: str) -> FederatedGanServer
 
 
 def test_members_start_from_the_pretraining_and_leave_d_unchanged(
-    tmp_path: Path, phantom_dir: Path, small_settings: dict[str, object]
+    tmp_path: Path, phantom_dir: Path, small_config: ExperimentConfig
 ) -> None:
-    config = ExperimentConfig(
-        **{**small_settings, "num_server_rounds": 2},
+    config = small_config.replace(
+        num_server_rounds=2,
         output_dir=str(tmp_path),
         public_data=str(phantom_dir),
         public_steps=3,
@@ -56,9 +56,9 @@ def test_members_start_from_the_pretraining_and_leave_d_unchanged(
     assert all(torch.equal(first[k], again[k]) for k in first), "members are reproducible"
 
 
-def test_one_member_trains_none(tmp_path: Path, phantom_dir: Path, small_settings: dict[str, object]) -> None:
-    config = ExperimentConfig(
-        **{**small_settings, "num_server_rounds": 2},
+def test_one_member_trains_none(tmp_path: Path, phantom_dir: Path, small_config: ExperimentConfig) -> None:
+    config = small_config.replace(
+        num_server_rounds=2,
         output_dir=str(tmp_path),
         public_data=str(phantom_dir),
         public_steps=3,

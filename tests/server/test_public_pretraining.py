@@ -21,10 +21,9 @@ from cxr_fedsynth.server.public_pretraining import pretrain_on_public
 
 
 def test_pretraining_moves_g_and_d_and_the_card_names_the_public_set(
-    tmp_path: Path, phantom_dir: Path, small_settings: dict[str, object]
+    tmp_path: Path, phantom_dir: Path, small_config: ExperimentConfig
 ) -> None:
-    config = ExperimentConfig(
-        **small_settings,
+    config = small_config.replace(
         output_dir=str(tmp_path),
         public_data=str(phantom_dir),
         public_steps=3,
@@ -50,9 +49,9 @@ def test_pretraining_moves_g_and_d_and_the_card_names_the_public_set(
 
 
 def test_a_later_run_reuses_an_identical_pretraining_and_only_that(
-    tmp_path: Path, phantom_dir: Path, small_settings: dict[str, object], monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, phantom_dir: Path, small_config: ExperimentConfig, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    config = ExperimentConfig(**small_settings, output_dir=str(tmp_path), public_data=str(phantom_dir), public_steps=3)
+    config = small_config.replace(output_dir=str(tmp_path), public_data=str(phantom_dir), public_steps=3)
     first = FederatedGanServer(config, run_name="first")
     first._pretrain_on_public()
     pretrained = clean_state_dict(first.g_trainer.generator)

@@ -16,23 +16,9 @@ from cxr_fedsynth.common.publish.artifacts import clean_state_dict
 from cxr_fedsynth.server.aggregation import SiteStats
 from cxr_fedsynth.server.federated_gan import FederatedGanServer
 
-CONFIG = ExperimentConfig(
-    public_data="",
-    image_size=32,
-    phantom_patients=24,
-    num_server_rounds=3,
-    local_steps=1,
-    g_steps=2,
-    batch_size=4,
-    g_batch_size=4,
-    g_width=8,
-    d_width=8,
-    latent_dim=8,
-)
 
-
-def test_restarted_server_resumes_after_the_last_checkpoint(tmp_path: Path) -> None:
-    config = CONFIG.replace(output_dir=str(tmp_path))
+def test_restarted_server_resumes_after_the_last_checkpoint(tmp_path: Path, small_config: ExperimentConfig) -> None:
+    config = small_config.replace(num_server_rounds=3, output_dir=str(tmp_path))
     first = FederatedGanServer(config, run_name="resume")
     first.g_trainer.train_against(first.discriminator, seed=1)
     first.sites["x"] = SiteStats(name="x", rounds=1, epsilon=1.5)
@@ -49,8 +35,8 @@ def test_restarted_server_resumes_after_the_last_checkpoint(tmp_path: Path) -> N
     assert fresh.start_round == 1
 
 
-def test_released_feature_targets_survive_a_restart(tmp_path: Path) -> None:
-    config = CONFIG.replace(output_dir=str(tmp_path), feature_matching_weight=1.0)
+def test_released_feature_targets_survive_a_restart(tmp_path: Path, small_config: ExperimentConfig) -> None:
+    config = small_config.replace(num_server_rounds=3, output_dir=str(tmp_path), feature_matching_weight=1.0)
     first = FederatedGanServer(config, run_name="resume")
     first.matcher = first._new_matcher()
     table = torch.randn(4, first.matcher.targets.shape[1] + 1)
@@ -70,19 +56,20 @@ def test_released_feature_targets_survive_a_restart(tmp_path: Path) -> None:
     assert not torch.equal(second.matcher.features[0].weight, second.discriminator.features[0].weight)
 
 
-def test_reply_holds_only_protected_values(tmp_path: Path) -> None:
-    per_site = split_records(CONFIG, read_run_dataset(CONFIG).records, 2).sites
+def test_reply_holds_only_protected_values(tmp_path: Path, small_config: ExperimentConfig) -> None:
+    config = small_config.replace(num_server_rounds=3)
+    per_site = split_records(config, read_run_dataset(config).records, 2).sites
     site = Site("s", per_site[0], tmp_path / "ledger.json", SitePolicy())
-    g, d = build_models(CONFIG.architecture(4), seed=0)
+    g, d = build_models(config.architecture(4), seed=0)
     weights = {"generator": clean_state_dict(g), "discriminator": clean_state_dict(d)}
     reply, _ = run_site_round(
-        CONFIG,
+        config,
         site,
         global_weights=weights,
         run_id="r",
         round_number=1,
         state=RunPrivacyState(),
-        plan=site_plan(CONFIG, site.policy),
+        plan=site_plan(config, site.policy),
     )
     assert set(reply.discriminator) == set(clean_state_dict(d))
     assert all(t.shape == clean_state_dict(d)[k].shape for k, t in reply.discriminator.items()), "weights only"

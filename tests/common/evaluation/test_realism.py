@@ -71,18 +71,10 @@ def test_other_source_reference_scores_real_images_of_other_patients(sets) -> No
     rng = np.random.default_rng(1)
     noise = rng.integers(0, 256, held_out.images.shape, dtype=np.uint8)
     labels = np.asarray(held_out.conditions)
-    plain = realism_figures(held_out.images, labels, held_out.patient_ids, noise, labels.copy(), encoder, draws=2)
+    args = (held_out.images, labels, held_out.patient_ids, noise, labels.copy(), encoder)
+    plain = realism_figures(*args, draws=2)
     assert "other_source_real" not in plain, "no reference without other-source images"
-    figures = realism_figures(
-        held_out.images,
-        labels,
-        held_out.patient_ids,
-        noise,
-        labels.copy(),
-        encoder,
-        other_source=public.images,
-        draws=2,
-    )
+    figures = realism_figures(*args, other_source=public.images, draws=2)
     other = figures["other_source_real"]
     assert figures["images"]["other_source"] == min(len(public.images), figures["images"]["compared"])
     assert other["linear_probe_auroc"] < figures["synthetic"]["linear_probe_auroc"] - 0.2, (
@@ -90,15 +82,7 @@ def test_other_source_reference_scores_real_images_of_other_patients(sets) -> No
     )
     assert figures["synthetic"] == plain["synthetic"], "the reference changes no other figure"
     with pytest.raises(DataError, match="other-source images are"):
-        realism_figures(
-            held_out.images,
-            labels,
-            held_out.patient_ids,
-            noise,
-            labels.copy(),
-            encoder,
-            other_source=noise[:, :16, :16],
-        )
+        realism_figures(*args, other_source=noise[:, :16, :16])
 
 
 def test_figures_are_means_over_independent_synthetic_draws(sets) -> None:
