@@ -11,6 +11,7 @@ from PIL import Image
 
 from cxr_fedsynth.common.gan.models import GanArchitecture, build_models
 from cxr_fedsynth.common.publish.artifacts import publish_generator
+from tests.model_cards import minimal_card
 
 CLASSES = ["No Finding", "Pneumonia", "COVID-19", "Other Finding"]
 
@@ -53,24 +54,5 @@ def synthetic_folder(cxr128: Path, rows: pd.DataFrame, folder: Path, *, noise: f
 
 def tiny_generator(folder: Path, *, size: int = 32, private: bool = True) -> Path:
     generator, _ = build_models(GanArchitecture(image_size=size, num_classes=4, latent_dim=8, g_width=8), seed=0)
-    card = {
-        "run_name": "audit-test",
-        "created": "now",
-        "private": private,
-        "classes": CLASSES,
-        "condition_set": "coarse",
-        "rounds_planned": 1,
-        "rounds_completed": 1,
-        "privacy": {
-            "dp": private,
-            "unit": "patient",
-            "accountant": "rdp",
-            "target_epsilon": 1.0,
-            "delta": 1e-5,
-            "max_grad_norm": 1.0,
-        },
-        "sites": [{"name": "a", "patients": 1, "images": 1, "rounds": 1, "steps": 1, "epsilon": 1.0, "delta": 1e-5}],
-        "data": {"description": "test", "patients": 1, "images": 1, "class_images": {c: 0 for c in CLASSES}},
-        "training": {"loss": "hinge"},
-    }
+    card = minimal_card(CLASSES, private=private, run_name="audit-test", site_epsilon=1.0)
     return publish_generator(folder, generator, card, samples_per_class=1)

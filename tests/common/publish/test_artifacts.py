@@ -20,41 +20,13 @@ from cxr_fedsynth.common.data.image_io import read_grayscale
 from cxr_fedsynth.common.errors import ArtifactError
 from cxr_fedsynth.common.gan.models import GanArchitecture, build_models
 from cxr_fedsynth.common.publish.artifacts import load_generator, publish_generator, sample
+from tests.model_cards import minimal_card
 
 CLASSES = ["No Finding", "Pneumonia", "COVID-19"]
 
 
 def _card(private: bool) -> dict:
-    return {
-        "run_name": "test-run",
-        "created": "now",
-        "private": private,
-        "classes": CLASSES,
-        "condition_set": "coarse",
-        "rounds_planned": 1,
-        "rounds_completed": 1,
-        "privacy": {
-            "dp": private,
-            "unit": "patient",
-            "accountant": "rdp",
-            "target_epsilon": 1.0,
-            "delta": 1e-5,
-            "max_grad_norm": 1.0,
-        },
-        "sites": [
-            {
-                "name": "a",
-                "patients": 3,
-                "images": 4,
-                "rounds": 1,
-                "steps": 2,
-                "epsilon": 0.9 if private else None,
-                "delta": 1e-5,
-            }
-        ],
-        "data": {"description": "test", "patients": 3, "images": 4, "class_images": {c: 1 for c in CLASSES}},
-        "training": {"loss": "hinge"},
-    }
+    return minimal_card(CLASSES, private=private)
 
 
 @pytest.fixture
