@@ -43,7 +43,7 @@ from cxr_fedsynth.common.evaluation.realism import (
     pick_per_class,
 )
 from cxr_fedsynth.common.evaluation.realism_encoder import RealismEncoder, load_encoder
-from cxr_fedsynth.common.publish.artifacts import load_generator
+from cxr_fedsynth.common.publish.artifacts import PublishedGenerator, load_generator
 
 DETAIL_FACTORS = (2, 4, 8)
 UPSAMPLER_FACTORS = (2, 4)
@@ -112,10 +112,10 @@ def upsample(upsampler: Upsampler, images: np.ndarray) -> np.ndarray:
         return to_uint8(upsampler(to_model_range(images)))
 
 
-def truncated_draw(run: Path, counts: dict[int, int], *, seed: int = 0) -> np.ndarray:
+def truncated_draw(published: PublishedGenerator, counts: dict[int, int], *, seed: int = 0) -> np.ndarray:
     """``counts[c]`` images of each class c drawn from latents scaled by TRUNCATION_PSI, in equal shares from every
     published generator member."""
-    generators = load_generator(run).generators
+    generators = published.generators
     gen = torch.Generator().manual_seed(seed)
     images = []
     for c, n in counts.items():
@@ -140,10 +140,9 @@ def unsharp_mask(images: np.ndarray) -> np.ndarray:
     return to_uint8((x + UNSHARP_AMOUNT * (x - blurred)).clamp(-1, 1))
 
 
-def public_critic_selection(public: np.ndarray, run: Path, counts: dict[int, int]) -> np.ndarray:
+def public_critic_selection(public: np.ndarray, published: PublishedGenerator, counts: dict[int, int]) -> np.ndarray:
     """``counts[c]`` synthetic images of each class c: of twice as many, those a public-vs-synthetic CNN rates most
     real (the critic learns from the public X-rays and another draw of synthetic images: no privacy cost)."""
-    published = load_generator(run)
     training, _ = synthetic_set(published, CRITIC_TRAINING_IMAGES, seed=1000, keep=1.0)
     x = np.concatenate([public, training])
     y = np.r_[np.zeros(len(public), int), np.ones(len(training), int)]
@@ -155,10 +154,11 @@ def public_critic_selection(public: np.ndarray, run: Path, counts: dict[int, int
 
 
 def per_class_probe(
-    real_a: np.ndarray, labels_a: np.ndarray, other: np.ndarray, other_labels: np.ndarray, encoder: RealismEncoder
+    features_a: np.ndarray, labels_a: np.ndarray, other: np.ndarray, other_labels: np.ndarray, encoder: RealismEncoder
 ) -> dict[int, float]:
-    """The linear probe of half A against ``other`` within each class both hold MIN_PER_CLASS images of."""
-    features_a, features_other = embed(encoder, real_a), embed(encoder, other)
+    """The linear probe of half A (its encoder features) against ``other`` within each class both hold
+    MIN_PER_CLASS images of."""
+    features_other = embed(encoder, other)
     return {
         int(c): linear_probe_auroc(features_a[labels_a == c], features_other[other_labels == c])
         for c in np.unique(labels_a)
@@ -189,7 +189,8 @@ def main() -> None:
     a, b = patient_halves(evaluated.patient_ids)
     real_a, real_b = evaluated.images[a], evaluated.images[b]
     labels_a, labels_b = np.asarray(evaluated.conditions)[a], np.asarray(evaluated.conditions)[b]
-    within_class = {"real half B (control)": per_class_probe(real_a, labels_a, real_b, labels_b, encoder)}
+    features_a = embed(encoder, real_a)
+    within_class = {"real half B (control)": per_class_probe(features_a, labels_a, real_b, labels_b, encoder)}
     rows = {"real half B (control)": real_b}
     rows |= {f"real half B, detail removed x{f}": remove_detail(real_b, f) for f in DETAIL_FACTORS}
     drawn = np.random.default_rng(0).choice(len(public.images), min(len(real_b), len(public.images)), replace=False)
@@ -197,17 +198,20 @@ def main() -> None:
     upsamplers = {f: train_upsampler(public.images, f) for f in UPSAMPLER_FACTORS}
     rows |= {f"real half B through the public upsampler x{f}": upsample(u, real_b) for f, u in upsamplers.items()}
     for run in args.runs:
-        synthetic, labels = synthetic_set(load_generator(run), 400, seed=0, keep=1.0)
+        published = load_generator(run)
+        synthetic, labels = synthetic_set(published, 400, seed=0, keep=1.0)
         counts = class_mix_counts(labels, labels_b)
         picked = pick_per_class(labels, counts)
         fake = synthetic[picked]
         rows[f"{run.name}: synthetic"] = fake
         rows |= {f"{run.name}: synthetic through the upsampler x{f}": upsample(u, fake) for f, u in upsamplers.items()}
-        rows[f"{run.name}: synthetic, truncation psi {TRUNCATION_PSI:g}"] = truncated_draw(run, counts)
+        rows[f"{run.name}: synthetic, truncation psi {TRUNCATION_PSI:g}"] = truncated_draw(published, counts)
         rows[f"{run.name}: synthetic with film grain (sd {GRAIN_SD:g} grey levels)"] = add_grain(fake)
         rows[f"{run.name}: synthetic through an unsharp mask"] = unsharp_mask(fake)
-        rows[f"{run.name}: synthetic, public-critic selection"] = public_critic_selection(public.images, run, counts)
-        within_class[f"{run.name}: synthetic"] = per_class_probe(real_a, labels_a, fake, labels[picked], encoder)
+        rows[f"{run.name}: synthetic, public-critic selection"] = public_critic_selection(
+            public.images, published, counts
+        )
+        within_class[f"{run.name}: synthetic"] = per_class_probe(features_a, labels_a, fake, labels[picked], encoder)
     print(f"Against real half A of the {args.on} patients ({len(real_a)} images):\n")
     print("| images | FD | precision | recall | linear probe |\n| --- | ---: | ---: | ---: | ---: |")
     for name, images in rows.items():

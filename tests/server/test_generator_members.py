@@ -14,6 +14,13 @@ from cxr_fedsynth.server.federated_gan import FederatedGanServer
 from cxr_fedsynth.server.generator_members import member_trainer
 
 
+def _members_config(small: ExperimentConfig, out: Path, public: Path, *, members: int) -> ExperimentConfig:
+    """Two rounds with public pretraining and ``members`` published generators."""
+    return small.replace(
+        num_server_rounds=2, output_dir=str(out), public_data=str(public), public_steps=3, generator_members=members
+    )
+
+
 def _after_rounds(config: ExperimentConfig, run_name: str) -> FederatedGanServer:
     """A pretrained server whose G took two rounds of steps against D (as if two rounds had trained)."""
     server = FederatedGanServer(config, run_name=run_name)
@@ -27,13 +34,7 @@ def _after_rounds(config: ExperimentConfig, run_name: str) -> FederatedGanServer
 def test_members_start_from_the_pretraining_and_leave_d_unchanged(
     tmp_path: Path, phantom_dir: Path, small_config: ExperimentConfig
 ) -> None:
-    config = small_config.replace(
-        num_server_rounds=2,
-        output_dir=str(tmp_path),
-        public_data=str(phantom_dir),
-        public_steps=3,
-        generator_members=3,
-    )
+    config = _members_config(small_config, tmp_path, phantom_dir, members=3)
     server = _after_rounds(config, "members")
     stored = load_checkpoint(server._pretraining_store())
     start = member_trainer(config, stored, device=server.device)
@@ -57,11 +58,5 @@ def test_members_start_from_the_pretraining_and_leave_d_unchanged(
 
 
 def test_one_member_trains_none(tmp_path: Path, phantom_dir: Path, small_config: ExperimentConfig) -> None:
-    config = small_config.replace(
-        num_server_rounds=2,
-        output_dir=str(tmp_path),
-        public_data=str(phantom_dir),
-        public_steps=3,
-        generator_members=1,
-    )
+    config = _members_config(small_config, tmp_path, phantom_dir, members=1)
     assert _after_rounds(config, "single")._train_members() == ()

@@ -13,9 +13,10 @@ from cxr_fedsynth.common.errors import ArtifactError
 from cxr_fedsynth.common.gan.guided_sampling import draw, guide_scores
 from cxr_fedsynth.common.gan.models import GanArchitecture, build_models
 from cxr_fedsynth.common.publish.artifacts import DISCRIMINATOR, load_generator, publish_generator, sample
-from tests.common.publish.test_artifacts import _card
+from tests.model_cards import minimal_card
 
-ARCH = GanArchitecture(image_size=32, num_classes=3, latent_dim=8, g_width=8, d_width=8)
+CLASSES = ["No Finding", "Pneumonia", "COVID-19"]
+ARCH = GanArchitecture(image_size=32, num_classes=len(CLASSES), latent_dim=8, g_width=8, d_width=8)
 
 
 def test_guided_draw_keeps_exactly_the_best_scored_candidates() -> None:
@@ -46,7 +47,7 @@ def test_published_guided_generator_carries_its_discriminator_checked_by_hash(tm
     folder = publish_generator(
         tmp_path / "gen",
         generator,
-        _card(private=True),
+        minimal_card(CLASSES, private=True),
         discriminator=discriminator,
         sampling_keep=0.25,
         samples_per_class=2,
@@ -63,12 +64,14 @@ def test_published_guided_generator_carries_its_discriminator_checked_by_hash(tm
     with pytest.raises(ArtifactError, match="discriminator.safetensors: missing or its SHA-256 does not match"):
         load_generator(folder)
     with pytest.raises(ArtifactError, match="needs the run's discriminator"):
-        publish_generator(tmp_path / "bad", generator, _card(private=True), sampling_keep=0.5)
+        publish_generator(tmp_path / "bad", generator, minimal_card(CLASSES, private=True), sampling_keep=0.5)
 
 
 def test_plain_generator_refuses_guided_sampling_with_the_fix(tmp_path: Path) -> None:
     generator, _ = build_models(ARCH, seed=0)
-    published = load_generator(publish_generator(tmp_path / "gen", generator, _card(private=True), samples_per_class=1))
+    published = load_generator(
+        publish_generator(tmp_path / "gen", generator, minimal_card(CLASSES, private=True), samples_per_class=1)
+    )
     assert published.sampling_keep == 1.0 and published.discriminator is None
     assert not (tmp_path / "gen" / DISCRIMINATOR).exists(), "no discriminator is published without guided sampling"
     with pytest.raises(ArtifactError, match="published without one; use keep 1"):

@@ -25,14 +25,10 @@ from tests.model_cards import minimal_card
 CLASSES = ["No Finding", "Pneumonia", "COVID-19"]
 
 
-def _card(private: bool) -> dict:
-    return minimal_card(CLASSES, private=private)
-
-
 @pytest.fixture
 def published(tmp_path: Path) -> Path:
     generator, _ = build_models(GanArchitecture(image_size=32, num_classes=3, latent_dim=8, g_width=8), seed=0)
-    return publish_generator(tmp_path / "gen", generator, _card(private=True), samples_per_class=2)
+    return publish_generator(tmp_path / "gen", generator, minimal_card(CLASSES, private=True), samples_per_class=2)
 
 
 def test_weights_are_safetensors_and_load_in_a_fresh_process(published: Path) -> None:
@@ -118,7 +114,7 @@ def test_generate_cli_png_with_labels(published: Path, tmp_path: Path) -> None:
 
 def test_not_private_generator_says_so(tmp_path: Path) -> None:
     generator, _ = build_models(GanArchitecture(image_size=32, num_classes=3, latent_dim=8, g_width=8), seed=0)
-    out = publish_generator(tmp_path / "np", generator, _card(private=False), samples_per_class=1)
+    out = publish_generator(tmp_path / "np", generator, minimal_card(CLASSES, private=False), samples_per_class=1)
     assert "NOT PRIVATE" in (out / "MODEL_CARD.md").read_text()
     result = _generate("--generator", str(out), "-n", "1", "--format", "dicom", "--out", str(tmp_path / "d"))
     assert "NOT PRIVATE" in result.stdout
@@ -128,7 +124,9 @@ def test_not_private_generator_says_so(tmp_path: Path) -> None:
 def test_members_are_published_hashed_and_sampled_in_equal_shares(tmp_path: Path) -> None:
     arch = GanArchitecture(image_size=32, num_classes=3, latent_dim=8, g_width=8)
     generator, member = build_models(arch, seed=0)[0], build_models(arch, seed=1)[0]
-    folder = publish_generator(tmp_path / "gen", generator, _card(private=True), samples_per_class=2, members=(member,))
+    folder = publish_generator(
+        tmp_path / "gen", generator, minimal_card(CLASSES, private=True), samples_per_class=2, members=(member,)
+    )
     card = json.loads((folder / "model_card.json").read_text())
     assert [m["file"] for m in card["members"]] == ["generator-member-1.safetensors"]
     assert "generator members: 2" in (folder / "MODEL_CARD.md").read_text()
@@ -144,9 +142,9 @@ def test_members_are_published_hashed_and_sampled_in_equal_shares(tmp_path: Path
     )
     assert torch.equal(images, sample(loaded, "Pneumonia", 5, seed=4)), "reproducible from the seed"
     single = publish_generator(
-        tmp_path / "single", generator, _card(private=True), samples_per_class=1, members=(member,)
+        tmp_path / "single", generator, minimal_card(CLASSES, private=True), samples_per_class=1, members=(member,)
     )
-    publish_generator(single, generator, _card(private=True), samples_per_class=1)
+    publish_generator(single, generator, minimal_card(CLASSES, private=True), samples_per_class=1)
     assert not list(single.glob("generator-member-*")) and load_generator(single).members == (), (
         "re-publishing drops stale members"
     )
