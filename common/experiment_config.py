@@ -17,7 +17,7 @@ from pathlib import Path
 from cxr_fedsynth.common.data.conditions import ConditionSet, load_condition_set
 from cxr_fedsynth.common.data.partition import PartitionSpec
 from cxr_fedsynth.common.data.phantoms import PhantomSpec
-from cxr_fedsynth.common.data.preprocess import check_image_size
+from cxr_fedsynth.common.data.preprocess import SUPPORTED_SIZES, check_image_size
 from cxr_fedsynth.common.errors import ConfigError
 from cxr_fedsynth.common.gan.augment import AUGMENTATIONS
 from cxr_fedsynth.common.gan.discriminator_training import GRAD_SAMPLE_MODES, TRAINED_LAYERS, DiscriminatorSettings
@@ -25,6 +25,8 @@ from cxr_fedsynth.common.gan.feature_matching import GAP_CAPS, SHRINKAGE, STATIS
 from cxr_fedsynth.common.gan.generator_training import MODE_SEEKING_SCOPES, GeneratorSettings
 from cxr_fedsynth.common.gan.losses import check_loss
 from cxr_fedsynth.common.gan.models import D_HEADS, G_UPSAMPLING, GanArchitecture
+from cxr_fedsynth.common.gan.super_resolution import FACTORS as SUPER_RESOLUTION_FACTORS
+from cxr_fedsynth.common.gan.super_resolution import SuperResolutionSpec
 from cxr_fedsynth.common.privacy.plan import PrivacyPlan
 
 
@@ -174,6 +176,10 @@ class ExperimentConfig:
         2, "generators published and sampled equally (members after the first: no privacy cost)"
     )
     sampling_keep: float = _key(1.0, "1 = plain sampling; < 1 = keep this share of candidates, best-rated by the DP D")
+    super_resolution: int = _key(
+        1, "publish at image-size x this: 1 | 2 | 4 (> 1: a network trained on public-data alone; no privacy cost)"
+    )
+    super_resolution_steps: int = _key(800, "training steps of the super-resolution network (on the public images)")
 
     def __post_init__(self) -> None:
         check_image_size(self.image_size)
@@ -193,6 +199,7 @@ class ExperimentConfig:
             "g_batch_size",
             "min_sites",
             "phantom_patients",
+            "super_resolution_steps",
         )
         for name in positive:
             if getattr(self, name) < 1:
@@ -250,6 +257,20 @@ class ExperimentConfig:
             raise ConfigError(
                 "run config g-batch-size must be at least 2 (pairs of latents per label) and mode-seeking-weight >= 0"
             )
+        if self.super_resolution not in SUPER_RESOLUTION_FACTORS:
+            raise ConfigError(
+                f"run config super-resolution must be one of {SUPER_RESOLUTION_FACTORS} (got {self.super_resolution})"
+            )
+        if self.super_resolution > 1:
+            if not self.public_source:
+                raise ConfigError(
+                    "run config super-resolution > 1 trains its network on the public images: set public-data, or super-resolution = 1"
+                )
+            if self.published_image_size not in SUPPORTED_SIZES:
+                raise ConfigError(
+                    f"run config image-size {self.image_size} x super-resolution {self.super_resolution} = "
+                    f"{self.published_image_size} px; published images can be {SUPPORTED_SIZES} px"
+                )
         if self.site_layers != "all" and not self.pretrains_on_public:
             raise ConfigError(
                 f"d-site-layers={self.d_site_layers!r} keeps D's features as initialised unless public pretraining trains them: set public-data (and public-labels), or d-site-layers='all'"
@@ -311,6 +332,14 @@ class ExperimentConfig:
         return PhantomSpec(
             num_patients=self.phantom_patients, images_per_patient=2, image_size=self.image_size, seed=self.seed
         )
+
+    def super_resolution_spec(self) -> SuperResolutionSpec:
+        return SuperResolutionSpec(self.super_resolution, steps=self.super_resolution_steps, seed=self.seed)
+
+    @property
+    def published_image_size(self) -> int:
+        """The size of the published images: G's image-size times super-resolution."""
+        return self.image_size * self.super_resolution
 
     @property
     def uses_phantoms(self) -> bool:

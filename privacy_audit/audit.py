@@ -23,6 +23,7 @@ from cxr_fedsynth.common.data.partition import holdout_mask
 from cxr_fedsynth.common.data.preprocess import to_model_range, to_uint8
 from cxr_fedsynth.common.data.site_data import load_labelled_images
 from cxr_fedsynth.common.errors import DataError
+from cxr_fedsynth.common.gan.super_resolution import downsample
 from cxr_fedsynth.common.progress import progress
 from cxr_fedsynth.common.publish.artifacts import PublishedGenerator, load_discriminator, load_generator, sample
 from cxr_fedsynth.privacy_audit import attacks
@@ -104,7 +105,7 @@ def load_audit_data(request: AuditRequest, published: PublishedGenerator) -> Aud
         raise DataError(
             f"{request.generator_dir}: model card classes {published.classes} do not match condition set {conditions.name}"
         )
-    size = published.generator.arch.image_size
+    size = published.image_size
     train = load_labelled_images(
         request.train_dir,
         conditions,
@@ -163,6 +164,7 @@ def _attack_scores(data: AuditData, feats: dict[str, dict[str, np.ndarray]], dis
     }
     if discriminator is not None:
         images = to_model_range(np.concatenate([data.train.images, data.non_members.images]))
+        images = downsample(images, images.shape[-1] // discriminator.arch.image_size)  # to D's size (super-resolution)
         labels = torch.from_numpy(np.concatenate([data.train.conditions, data.non_members.conditions]))
         scores["LOGAN (white-box discriminator)"] = attacks.logan(images, labels, discriminator)
     return scores
@@ -173,7 +175,7 @@ def run_audit(request: AuditRequest, policy: Policy) -> dict:
     published = load_generator(request.generator_dir)
     data = load_audit_data(request, published)
     encoder = (
-        load_encoder(request.encoder, published.generator.arch.image_size)
+        load_encoder(request.encoder, published.image_size)
         if request.encoder
         else train_encoder(to_model_range(data.reference.images), seed=request.seed)
     )

@@ -46,6 +46,7 @@ from cxr_fedsynth.server.public_pretraining import (
     pretrain_on_public,
     pretraining_key,
 )
+from cxr_fedsynth.server.public_super_resolution import train_public_super_resolution
 from cxr_fedsynth.server.release_targets import set_release_targets
 from cxr_fedsynth.server.run_card import run_model_card
 
@@ -308,13 +309,17 @@ class FederatedGanServer:
                 f"run {self.run_name}: no round trained (every site refused or failed; see {self.run_dir / 'metrics.csv'}); "
                 "nothing was published"
             )
+        super_resolution, super_resolution_card = None, None
+        if c.super_resolution > 1:
+            super_resolution, super_resolution_card = train_public_super_resolution(c, device=self.device)
         published = publish_generator(
             self.run_dir,
             self.g_trainer.published(),
-            self.model_card(),
+            self.model_card(super_resolution_card),
             discriminator=self.discriminator,
             sampling_keep=c.sampling_keep,
             members=self._train_members(),
+            super_resolution=super_resolution,
         )
         log.info("published generator: %s", published)
         return published
@@ -345,7 +350,7 @@ class FederatedGanServer:
             pd.DataFrame(self.metric_rows).to_csv(tmp, index=False)
 
     # ------------------------------------------------------------------ card
-    def model_card(self) -> dict:
+    def model_card(self, super_resolution: dict | None = None) -> dict:
         """The run's model card (no paths, no identifiers)."""
         return run_model_card(
             self.config,
@@ -355,4 +360,5 @@ class FederatedGanServer:
             rounds_completed=self._rounds_completed(),
             feature_release=self.feature_release,
             public=self.public,
+            super_resolution=super_resolution,
         )

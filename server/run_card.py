@@ -26,8 +26,10 @@ def run_model_card(
     rounds_completed: int,
     feature_release: dict | None,
     public: dict | None,
+    super_resolution: dict | None = None,
 ) -> dict:
-    """The card's JSON (``common.publish.model_card`` renders it and writes it beside the weights)."""
+    """The card's JSON (``common.publish.model_card`` renders it and writes it beside the weights);
+    ``super_resolution`` says what the public super-resolution network was trained on (publishing adds its recipe)."""
     c = config
     trained = sorted((s for s in sites if s.rounds), key=lambda s: s.name)
     private = bool(trained) and all(s.dp for s in trained)
@@ -63,6 +65,7 @@ def run_model_card(
             for s in trained
         ],
         "public_pretraining": public,
+        **({"super_resolution": super_resolution} if super_resolution else {}),
         "data": {
             "description": "; ".join(kinds) or "no site trained",
             # Sites send no counts; the feature release's noisy per-class patient counts are DP estimates.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,12 +24,13 @@ def dataset_dir(config: ExperimentConfig) -> Path:
     return generate_phantom_dataset(default_phantom_dir(cache, config.phantom_spec()), config.phantom_spec())
 
 
-def public_dataset_dir(config: ExperimentConfig) -> Path:
-    """The public set's folder: ``public-data``, or the embedded public phantom set (generated once into the cache)."""
+def public_dataset_dir(config: ExperimentConfig, *, image_size: int | None = None) -> Path:
+    """The public set's folder: ``public-data``, or the embedded public phantom set (generated once into the cache,
+    drawn at ``image_size``, default the run's)."""
     if config.public_source != PUBLIC_PHANTOMS:
         return Path(config.public_source).expanduser()
     cache = config.path_or_none(config.cache_dir) or default_cache_dir()
-    spec = config.public_phantom_spec()
+    spec = dataclasses.replace(config.public_phantom_spec(), image_size=image_size or config.image_size)
     return generate_phantom_dataset(default_phantom_dir(cache, spec), spec)
 
 

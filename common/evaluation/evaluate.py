@@ -98,7 +98,7 @@ def run_evaluation(request: EvaluationRequest) -> dict:
     keep = published.sampling_keep if request.sampling_keep is None else request.sampling_keep
     classes = published.classes
     conditions = load_condition_set(published.card["condition_set"])
-    size = published.generator.arch.image_size
+    size = published.image_size
     train = request.read(request.real_train, request.train_labels, conditions, size)
     test = request.read(request.real_test, request.test_labels, conditions, size)
     _refuse_shared_patients(test, train, request.real_test, "--real-train", "test on other patients")

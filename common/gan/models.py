@@ -110,6 +110,9 @@ class Discriminator(nn.Module):
 
     def forward(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         # images: [B, 1, S, S] -> features [B, C, 4, 4] -> pooled h: [B, C]
+        size = self.arch.image_size
+        if images.shape[-2:] != (size, size):
+            raise ValueError(f"the discriminator scores {size} x {size} px images (got {tuple(images.shape[-2:])})")
         features = self.features(images)
         h = features.mean(dim=(2, 3))
         # projection conditioning: score = w.h + <embed(y), h> (w.flatten(features) with the spatial head)

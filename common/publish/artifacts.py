@@ -1,6 +1,7 @@
 """A published generator: ``generator.safetensors`` + ``model_card.json`` + ``MODEL_CARD.md`` + ``samples.png``, and
 with guided sampling (``common.gan.guided_sampling``) the run's DP discriminator, ``discriminator.safetensors``; a run
-with ``generator-members`` > 1 adds ``generator-member-<i>.safetensors``, and samples are drawn equally from all.
+with ``generator-members`` > 1 adds ``generator-member-<i>.safetensors``, and samples are drawn equally from all;
+with ``super-resolution`` > 1, ``super-resolution.safetensors`` enlarges every sample (trained on public images only).
 
 Weights are safetensors (never pickle); the card says what the generator was trained on, how private it is
 (per-site epsilon and delta, accountant, privacy unit) and how to rebuild it. Every file is written atomically.
@@ -19,9 +20,10 @@ from safetensors.torch import load_file, save_file
 
 from cxr_fedsynth.common.atomic import atomic_path, write_json_atomic, write_text_atomic
 from cxr_fedsynth.common.data.preprocess import to_uint8
-from cxr_fedsynth.common.errors import ArtifactError
+from cxr_fedsynth.common.errors import ArtifactError, CxrError
 from cxr_fedsynth.common.gan.guided_sampling import draw
 from cxr_fedsynth.common.gan.models import Discriminator, GanArchitecture, Generator
+from cxr_fedsynth.common.gan.super_resolution import SuperResolution, SuperResolutionSpec
 from cxr_fedsynth.common.publish.model_card import render_model_card
 from cxr_fedsynth.common.publish.sample_grid import save_sample_grid
 
@@ -29,6 +31,7 @@ CARD_FORMAT = "cxr-fedsynth-generator/1"
 WEIGHTS = "generator.safetensors"
 MEMBER_WEIGHTS = "generator-member-{}.safetensors"
 DISCRIMINATOR = "discriminator.safetensors"
+SUPER_RESOLUTION = "super-resolution.safetensors"
 CARD_JSON = "model_card.json"
 CARD_MD = "MODEL_CARD.md"
 SAMPLES = "samples.png"
@@ -44,6 +47,12 @@ class PublishedGenerator:
     card: dict
     discriminator: Discriminator | None = None
     members: tuple[Generator, ...] = ()  # further generators of the same run; samples come equally from all
+    super_resolution: SuperResolution | None = None  # enlarges every sample (public-only post-processing)
+
+    @property
+    def image_size(self) -> int:
+        """The side of the published images in pixels."""
+        return published_image_size(self.card)
 
     @property
     def generators(self) -> tuple[Generator, ...]:
@@ -77,6 +86,12 @@ class PublishedGenerator:
         return float(self.card.get("privacy", {}).get("delta") or DEFAULT_DELTA)
 
 
+def published_image_size(card: dict) -> int:
+    """The side of a card's published images: G's size times its super-resolution factor."""
+    factor = card.get("super_resolution", {}).get("recipe", {}).get("factor", 1)
+    return int(card["architecture"]["image_size"]) * int(factor)
+
+
 def file_sha256(path: Path) -> str:
     with Path(path).open("rb") as fh:
         return hashlib.file_digest(fh, "sha256").hexdigest()
@@ -107,10 +122,12 @@ def publish_generator(
     sampling_keep: float = 1.0,
     samples_per_class: int = 8,
     members: tuple[Generator, ...] = (),
+    super_resolution: SuperResolution | None = None,
 ) -> Path:
     """Write weights, card (JSON + Markdown) and a per-class sample grid into ``out_dir``; with ``sampling_keep`` < 1
     also the ``discriminator`` that guided sampling keeps the best candidates by; ``members`` are further generators
-    of the same architecture that samples are drawn from equally (``generator-member-<i>.safetensors``)."""
+    of the same architecture that samples are drawn from equally (``generator-member-<i>.safetensors``);
+    ``super_resolution`` enlarges every sample (``card["super_resolution"]`` may say what it was trained on)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     arch = generator.arch
@@ -128,6 +145,21 @@ def publish_generator(
     ]
     for stale in set(out_dir.glob(MEMBER_WEIGHTS.format("*"))) - {out_dir / m["file"] for m in card["members"]}:
         stale.unlink()  # an earlier publication's members, which this card does not list
+    super_resolution_entry = card.pop("super_resolution", {})
+    if super_resolution is None:
+        (out_dir / SUPER_RESOLUTION).unlink(missing_ok=True)  # an earlier publication's, which this card does not list
+    else:
+        with atomic_path(out_dir / SUPER_RESOLUTION) as tmp:
+            save_file(
+                clean_state_dict(super_resolution),
+                str(tmp),
+                metadata={"format": CARD_FORMAT, "recipe": json.dumps(super_resolution.spec.to_dict())},
+            )
+        card["super_resolution"] = {
+            **super_resolution_entry,
+            "recipe": super_resolution.spec.to_dict(),
+            "sha256": file_sha256(out_dir / SUPER_RESOLUTION),
+        }
     card["sampling"] = {"method": "plain", "keep": 1.0}
     if sampling_keep < 1:
         if discriminator is None:
@@ -139,7 +171,9 @@ def publish_generator(
             "keep": sampling_keep,
             "discriminator_sha256": file_sha256(out_dir / DISCRIMINATOR),
         }
-    published = PublishedGenerator(generator, card, discriminator if sampling_keep < 1 else None, tuple(members))
+    published = PublishedGenerator(
+        generator, card, discriminator if sampling_keep < 1 else None, tuple(members), super_resolution
+    )
     rows = [to_uint8(sample(published, name, samples_per_class, seed=i)) for i, name in enumerate(card["classes"])]
     save_sample_grid(out_dir / SAMPLES, rows, card["classes"], private=card["private"])
     write_json_atomic(out_dir / CARD_JSON, card)
@@ -193,7 +227,26 @@ def load_generator(path: Path, *, device: str | torch.device = "cpu") -> Publish
                 f"{d_path}: missing or its SHA-256 does not match the model card; guided sampling needs the published discriminator"
             )
         discriminator = load_discriminator(d_path, arch, device=device)
-    return PublishedGenerator(generator.eval(), card, discriminator, tuple(members))
+    return PublishedGenerator(
+        generator.eval(), card, discriminator, tuple(members), _load_super_resolution(path, card, device)
+    )
+
+
+def _load_super_resolution(path: Path, card: dict, device: str | torch.device) -> SuperResolution | None:
+    entry = card.get("super_resolution")
+    if entry is None:
+        return None
+    sr_path = path / SUPER_RESOLUTION
+    if not sr_path.is_file() or file_sha256(sr_path) != entry.get("sha256"):
+        raise ArtifactError(
+            f"{sr_path}: missing or its SHA-256 does not match the model card; re-download the whole published folder"
+        )
+    try:
+        network = SuperResolution(SuperResolutionSpec(**entry["recipe"]))
+        network.load_state_dict(_load_weights(sr_path, device), strict=True)
+    except (TypeError, KeyError, RuntimeError, CxrError) as exc:
+        raise ArtifactError(f"{sr_path}: super-resolution weights do not fit the model card's recipe ({exc})") from None
+    return network.to(device).eval()
 
 
 def _load_generator_weights(path: Path, arch: GanArchitecture, device: str | torch.device) -> Generator:
@@ -238,7 +291,10 @@ def sample(
             draw(g, label, min(batch_size, share - start), gen=gen, keep=keep, discriminator=published.discriminator)
             for start in range(0, share, batch_size)
         ]
-    size = published.generator.arch.image_size
+    if published.super_resolution is not None:
+        with torch.inference_mode():
+            chunks = [published.super_resolution(chunk) for chunk in chunks]
+    size = published.image_size
     return torch.cat(chunks) if chunks else torch.zeros(0, 1, size, size)
 
 

@@ -69,7 +69,7 @@ def render_model_card(card: dict) -> str:
         "## Model",
         "",
         f"- classes ({len(card['classes'])}, condition set `{card['condition_set']}`): {', '.join(card['classes'])}",
-        f"- image size: {arch['image_size']} x {arch['image_size']} px, grayscale, latent size {arch['latent_dim']}",
+        _image_size_line(card),
         f"- architecture: class-conditional DCGAN generator (width {arch['g_width']}); discriminator with projection "
         f"and auxiliary-classifier heads (width {arch['d_width']}), GroupNorm, global pooling",
         f"- rounds: {card['rounds_completed']} of {card['rounds_planned']} planned; loss {card['training']['loss']}",
@@ -94,6 +94,21 @@ _SHRINKAGE_WORDS = {
     "generator": "each towards G's own class mean",
     "pooled": "per block of D features, towards the mean over all classes; pixel block as released",
 }
+
+
+def _image_size_line(card: dict) -> str:
+    arch, entry = card["architecture"], card.get("super_resolution")
+    line = f"- image size: {{0}} x {{0}} px, grayscale, latent size {arch['latent_dim']}"
+    if entry is None:
+        return line.format(arch["image_size"])
+    recipe, trained_on = entry["recipe"], entry.get("trained_on", {})
+    size = arch["image_size"] * recipe["factor"]
+    return line.format(size) + (
+        f"; G draws {arch['image_size']} px and a super-resolution network x{recipe['factor']} "
+        f"(`super-resolution.safetensors`, SHA-256 `{entry['sha256'][:16]}...`) enlarges every image: trained for "
+        f"{recipe['steps']} steps on {trained_on.get('images', '?')} public images ({trained_on.get('name', 'public set')}) "
+        f"at {size} px, never on a site's image (post-processing, no privacy cost)"
+    )
 
 
 def _member_lines(members: list[dict]) -> list[str]:

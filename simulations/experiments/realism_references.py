@@ -6,9 +6,9 @@
 Against half A of the real evaluated patients (as ``cxr-evaluate`` splits them), one row each for: half B (the
 control); half B with its detail removed (downsampled by 2, 4 or 8, then bicubic back to full size); the public
 real X-rays (other patients, another source); and, per run, its synthetic images as published and after a
-public-only upsampler: a small residual CNN trained on the public images alone to restore the detail that
-downsampling by 2 or 4 removes (L1 plus a patch-adversarial term), applied to the synthetic images as
-post-processing (no privacy cost). The upsampler's rows on half B say how much it restores on real images.
+public-only upsampler: the product's super-resolution network (``common.gan.super_resolution``), trained on the
+public images alone, restoring the detail that area downsampling by 2 or 4 removes, applied to the synthetic
+images as post-processing (no privacy cost). The upsampler's rows on half B say how much it restores on real images.
 Further rows per run (none costs privacy): the truncation trick (latents scaled by TRUNCATION_PSI), film
 grain (Gaussian noise of GRAIN_SD grey levels), an unsharp mask, and public-critic selection (of twice as many
 synthetic images, the half a CNN trained to tell the public X-rays from other synthetic images rates most real,
@@ -27,7 +27,6 @@ import torch
 import torch.nn.functional as F
 import torchvision.transforms.v2.functional as TF
 from run_experiment import DATA, EVALUATIONS  # the script beside this one (run as a script, its folder is on sys.path)
-from torch import nn
 
 from cxr_fedsynth.common.data.conditions import load_condition_set
 from cxr_fedsynth.common.data.image_cache import SiteImages
@@ -43,12 +42,16 @@ from cxr_fedsynth.common.evaluation.realism import (
     pick_per_class,
 )
 from cxr_fedsynth.common.evaluation.realism_encoder import RealismEncoder, load_encoder
-from cxr_fedsynth.common.publish.artifacts import PublishedGenerator, load_generator
+from cxr_fedsynth.common.gan.super_resolution import (
+    SuperResolution,
+    SuperResolutionSpec,
+    downsample,
+    train_super_resolution,
+)
+from cxr_fedsynth.common.publish.artifacts import PublishedGenerator, load_generator, published_image_size
 
 DETAIL_FACTORS = (2, 4, 8)
 UPSAMPLER_FACTORS = (2, 4)
-UPSAMPLER_STEPS = 800
-ADVERSARIAL_WEIGHT = 0.05
 GRAIN_SD = 4.0  # grey levels of the film-grain row
 UNSHARP_SIGMA, UNSHARP_AMOUNT = 1.0, 1.0
 TRUNCATION_PSI = 0.8
@@ -62,54 +65,15 @@ def remove_detail(images: np.ndarray, factor: int) -> np.ndarray:
     return to_uint8(F.interpolate(low, size=images.shape[1:], mode="bicubic", align_corners=False))
 
 
-class Upsampler(nn.Module):
-    """Bicubic upsampling of the ``factor``-downsampled image plus a learned residual (ESPCN-style)."""
-
-    def __init__(self, factor: int, width: int = 32, depth: int = 4) -> None:
-        super().__init__()
-        self.factor = factor
-        layers: list[nn.Module] = [nn.Conv2d(1, width, 3, padding=1), nn.ReLU()]
-        for _ in range(depth):
-            layers += [nn.Conv2d(width, width, 3, padding=1), nn.ReLU()]
-        self.residual = nn.Sequential(*layers, nn.Conv2d(width, factor * factor, 3, padding=1), nn.PixelShuffle(factor))
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        low = F.interpolate(images, scale_factor=1 / self.factor, mode="area")
-        smooth = F.interpolate(low, scale_factor=self.factor, mode="bicubic", align_corners=False)
-        return smooth + self.residual(low)
+def train_upsampler(public: np.ndarray, factor: int) -> SuperResolution:
+    """The product's public super-resolution network (``super-resolution`` = ``factor``), trained on the public images."""
+    return train_super_resolution(to_model_range(public), SuperResolutionSpec(factor), show_progress=False)
 
 
-def train_upsampler(public: np.ndarray, factor: int, *, seed: int = 0) -> Upsampler:
-    """An upsampler trained on the public images only (L1 + a patch critic's hinge loss)."""
-    torch.manual_seed(seed)
-    upsampler = Upsampler(factor)
-    critic = nn.Sequential(
-        nn.Conv2d(1, 32, 4, 2, 1),
-        nn.LeakyReLU(0.2),
-        nn.Conv2d(32, 64, 4, 2, 1),
-        nn.LeakyReLU(0.2),
-        nn.Conv2d(64, 1, 3, 1, 1),
-    )
-    opt_u = torch.optim.Adam(upsampler.parameters(), 1e-3)
-    opt_c = torch.optim.Adam(critic.parameters(), 2e-4, betas=(0.5, 0.999))
-    images = to_model_range(public)
-    for _ in range(UPSAMPLER_STEPS):
-        real = images[torch.randint(len(images), (32,))]
-        restored = upsampler(real)
-        critic_loss = F.relu(1 - critic(real)).mean() + F.relu(1 + critic(restored.detach())).mean()
-        opt_c.zero_grad()
-        critic_loss.backward()
-        opt_c.step()
-        loss = F.l1_loss(restored, real) - ADVERSARIAL_WEIGHT * critic(restored).mean()
-        opt_u.zero_grad()
-        loss.backward()
-        opt_u.step()
-    return upsampler.eval()
-
-
-def upsample(upsampler: Upsampler, images: np.ndarray) -> np.ndarray:
+def upsample(network: SuperResolution, images: np.ndarray) -> np.ndarray:
+    """The images' detail removed by area downsampling, then restored by the network."""
     with torch.inference_mode():
-        return to_uint8(upsampler(to_model_range(images)))
+        return to_uint8(network(downsample(to_model_range(images), network.spec.factor)))
 
 
 def truncated_draw(published: PublishedGenerator, counts: dict[int, int], *, seed: int = 0) -> np.ndarray:
@@ -178,7 +142,7 @@ def main() -> None:
     parser.add_argument("--encoder", type=Path, required=True)
     parser.add_argument("--on", choices=sorted(EVALUATIONS), default="holdout")
     args = parser.parse_args()
-    size = json.loads((args.runs[0] / "model_card.json").read_text())["architecture"]["image_size"]
+    size = published_image_size(json.loads((args.runs[0] / "model_card.json").read_text()))
     split, conditions = args.runs[0] / "split", load_condition_set("coarse")
     encoder, _, _ = load_encoder(args.encoder)
 

@@ -27,6 +27,7 @@ from pathlib import Path
 
 from cxr_fedsynth.common.experiment_config import ExperimentConfig
 from cxr_fedsynth.common.privacy.site_policy import SIMULATED_POLICY_ENV, SitePolicy
+from cxr_fedsynth.common.publish.artifacts import published_image_size
 
 APP = Path(__file__).resolve().parents[1] / "nih_split"
 TEST_FRACTION = 0.2  # every experiment's untouched test patients (unless its TOML sets test-fraction)
@@ -110,7 +111,7 @@ def main() -> None:
             "--encoder",
             str(
                 out
-                / f"realism-encoder-{experiment.get('public-prefix', 'nih_')}{card['architecture']['image_size']}px.safetensors"
+                / f"realism-encoder-{experiment.get('public-prefix', 'nih_')}{published_image_size(card)}px.safetensors"
             ),
         ]
     )

@@ -31,7 +31,7 @@ def tstr(run: Path, counts: list[int], on: str) -> dict[int, tuple[float, float]
         DATA,
         run / "split" / f"{on}.csv",
         load_condition_set(published.card["condition_set"]),
-        published.generator.arch.image_size,
+        published.image_size,
     )
     settings = TrainSettings(epochs=request.epochs, seed=request.seed)
     figures = {}

@@ -68,6 +68,19 @@ def test_unknown_key_and_wrong_type_are_refused() -> None:
         ExperimentConfig.from_run_config({"generator-members": 0})
 
 
+def test_super_resolution_needs_a_public_set_and_a_supported_published_size() -> None:
+    assert ExperimentConfig(super_resolution=2).published_image_size == 128, "the demo's public phantoms train it"
+    with pytest.raises(ConfigError, match="super-resolution must be one of"):
+        ExperimentConfig(super_resolution=3)
+    with pytest.raises(ConfigError, match="trains its network on the public images: set public-data"):
+        ExperimentConfig(super_resolution=2, public_data="")
+    with pytest.raises(ConfigError, match="image-size 128 x super-resolution 4 = 512 px"):
+        ExperimentConfig(image_size=128, super_resolution=4)
+    assert not ExperimentConfig.keys()["super-resolution"].pretraining, (
+        "G's public pretraining is shared across factors"
+    )
+
+
 def test_feature_matching_runs_only_with_public_pretraining() -> None:
     no_public = ExperimentConfig(public_data="", feature_matching_weight=100.0)
     assert not no_public.matches_features, "no public features to embed with"

@@ -10,6 +10,7 @@ import pandas as pd
 from PIL import Image
 
 from cxr_fedsynth.common.gan.models import GanArchitecture, build_models
+from cxr_fedsynth.common.gan.super_resolution import SuperResolution, SuperResolutionSpec
 from cxr_fedsynth.common.publish.artifacts import publish_generator
 from tests.model_cards import minimal_card
 
@@ -52,7 +53,11 @@ def synthetic_folder(cxr128: Path, rows: pd.DataFrame, folder: Path, *, noise: f
     return folder
 
 
-def tiny_generator(folder: Path, *, size: int = 32, private: bool = True) -> Path:
-    generator, _ = build_models(GanArchitecture(image_size=size, num_classes=4, latent_dim=8, g_width=8), seed=0)
+def tiny_generator(folder: Path, *, size: int = 32, private: bool = True, super_resolution: int = 1) -> Path:
+    """An untrained generator publishing ``size`` px images; with ``super_resolution`` > 1, G draws at
+    ``size // super_resolution`` and an (untrained: bicubic) super-resolution network enlarges its images."""
+    arch = GanArchitecture(image_size=size // super_resolution, num_classes=4, latent_dim=8, g_width=8)
+    generator, _ = build_models(arch, seed=0)
     card = minimal_card(CLASSES, private=private, run_name="audit-test", site_epsilon=1.0)
-    return publish_generator(folder, generator, card, samples_per_class=1)
+    network = SuperResolution(SuperResolutionSpec(super_resolution)) if super_resolution > 1 else None
+    return publish_generator(folder, generator, card, samples_per_class=1, super_resolution=network)

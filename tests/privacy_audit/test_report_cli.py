@@ -26,6 +26,7 @@ def audit_inputs(cxr128_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> 
         "holdout": site_folder(cxr128_dir, holdout, root / "holdout"),
         "replay": synthetic_folder(cxr128_dir, train, root / "replay", noise=0.02, size=32),
         "generator": tiny_generator(root / "generator"),
+        "generator-x2": tiny_generator(root / "generator-x2", size=64, super_resolution=2),
         "root": root,
     }
 
@@ -67,12 +68,14 @@ def test_memorizing_generator_fails_with_copies_and_auc_near_one(audit_inputs: d
 
 
 def test_independent_generator_passes(audit_inputs: dict[str, Path]) -> None:
-    # The server checkpoint's layout ("discriminator.*" keys) for the white-box LOGAN attack.
+    # A generator publishing 64 px images through super-resolution x2: its D sees 32 px. The server checkpoint's
+    # layout ("discriminator.*" keys) for the white-box LOGAN attack.
     _, discriminator = build_models(GanArchitecture(image_size=32, num_classes=4, latent_dim=8, g_width=8), seed=1)
     checkpoint = audit_inputs["root"] / "checkpoint.safetensors"
     save_file({f"discriminator.{k}": v.contiguous() for k, v in discriminator.state_dict().items()}, str(checkpoint))
+    inputs = dict(audit_inputs, generator=audit_inputs["generator-x2"])
     code, report, output = _audit(
-        audit_inputs, audit_inputs["root"] / "r-indep", "--samples", "200", "--discriminator", str(checkpoint)
+        inputs, audit_inputs["root"] / "r-indep", "--samples", "200", "--discriminator", str(checkpoint)
     )
     assert code == 0, output
     names = [a["name"] for a in report["attacks"]["overall"]]

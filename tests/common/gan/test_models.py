@@ -1,4 +1,5 @@
-"""G and D shapes at every supported size; D passes Opacus' validator (no BatchNorm, no spectral norm)."""
+"""G and D shapes at every supported size; D refuses other sizes and passes Opacus' validator (no BatchNorm, no
+spectral norm)."""
 
 from __future__ import annotations
 
@@ -22,6 +23,8 @@ def test_shapes_and_opacus_compatibility(size: int, d_head: str, g_upsample: str
     score, logits = discriminator(images, labels)
     assert score.shape == (2,) and logits.shape == (2, 5)
     assert ModuleValidator.validate(discriminator, strict=False) == []
+    with pytest.raises(ValueError, match=f"scores {size} x {size} px images"):
+        discriminator(torch.zeros(2, 1, size * 2, size * 2), labels)  # pooling would hide the wrong scale
 
 
 def test_the_spatial_head_sees_where_things_are() -> None:

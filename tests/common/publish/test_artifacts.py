@@ -19,6 +19,7 @@ from PIL import Image
 from cxr_fedsynth.common.data.image_io import read_grayscale
 from cxr_fedsynth.common.errors import ArtifactError
 from cxr_fedsynth.common.gan.models import GanArchitecture, build_models
+from cxr_fedsynth.common.gan.super_resolution import SuperResolution, SuperResolutionSpec
 from cxr_fedsynth.common.publish.artifacts import load_generator, publish_generator, sample
 from tests.model_cards import minimal_card
 
@@ -155,3 +156,33 @@ def test_members_are_published_hashed_and_sampled_in_equal_shares(tmp_path: Path
     weights.unlink()
     with pytest.raises(ArtifactError, match="generator-member-1.safetensors: missing"):
         load_generator(folder)
+
+
+def test_super_resolution_enlarges_every_sample_and_is_checked_like_the_weights(tmp_path: Path) -> None:
+    generator, _ = build_models(GanArchitecture(image_size=32, num_classes=3, latent_dim=8, g_width=8), seed=0)
+    network = SuperResolution(SuperResolutionSpec(2, width=4, depth=1))
+    torch.nn.init.normal_(network.residual[-2].weight, std=0.1)  # not plain bicubic upsampling
+    trained_on = {"name": "public phantoms", "images": 40, "image_size": 64}
+    card = {**minimal_card(CLASSES, private=True), "super_resolution": {"trained_on": trained_on}}
+    folder = publish_generator(tmp_path / "sr", generator, card, samples_per_class=1, super_resolution=network)
+    loaded = load_generator(folder)
+    assert loaded.image_size == 64 and loaded.card["super_resolution"]["trained_on"] == trained_on
+    images = sample(loaded, "Pneumonia", 3, seed=2)
+    assert images.shape == (3, 1, 64, 64)
+    with torch.inference_mode():
+        assert torch.equal(images, network(sample(replace(loaded, super_resolution=None), "Pneumonia", 3, seed=2)))
+    assert (
+        "64 x 64 px" in (folder / "MODEL_CARD.md").read_text()
+        and "G draws 32 px" in (folder / "MODEL_CARD.md").read_text()
+    )
+    result = _generate("--generator", str(folder), "--class", "COVID-19", "-n", "1", "--out", str(tmp_path / "png"))
+    assert result.returncode == 0, result.stderr
+    with Image.open(next((tmp_path / "png").glob("*.png"))) as img:
+        assert np.asarray(img).shape == (64, 64)
+    _flip_last_byte(folder / "super-resolution.safetensors")
+    with pytest.raises(ArtifactError, match="super-resolution.safetensors: missing or its SHA-256 does not match"):
+        load_generator(folder)
+    publish_generator(folder, generator, minimal_card(CLASSES, private=True), samples_per_class=1)
+    assert not (folder / "super-resolution.safetensors").exists() and load_generator(folder).image_size == 32, (
+        "re-publishing without super-resolution drops the stale network"
+    )
