@@ -26,8 +26,8 @@ from cxr_fedsynth.common.gan.generator_training import MODE_SEEKING_SCOPES, Gene
 from cxr_fedsynth.common.gan.losses import check_loss
 from cxr_fedsynth.common.gan.models import D_HEADS, G_UPSAMPLING, GanArchitecture
 from cxr_fedsynth.common.gan.super_resolution import FACTORS as SUPER_RESOLUTION_FACTORS
-from cxr_fedsynth.common.gan.super_resolution import SuperResolutionSpec
 from cxr_fedsynth.common.privacy.plan import PrivacyPlan
+from cxr_fedsynth.common.run_config_values import coerce_run_config_value
 
 
 @dataclass(frozen=True)
@@ -257,20 +257,15 @@ class ExperimentConfig:
             raise ConfigError(
                 "run config g-batch-size must be at least 2 (pairs of latents per label) and mode-seeking-weight >= 0"
             )
-        if self.super_resolution not in SUPER_RESOLUTION_FACTORS:
+        if self.super_resolution not in SUPER_RESOLUTION_FACTORS or self.published_image_size not in SUPPORTED_SIZES:
             raise ConfigError(
-                f"run config super-resolution must be one of {SUPER_RESOLUTION_FACTORS} (got {self.super_resolution})"
+                f"run config super-resolution must be one of {SUPER_RESOLUTION_FACTORS} and image-size x super-resolution "
+                f"one of {SUPPORTED_SIZES} px (got {self.image_size} x {self.super_resolution})"
             )
-        if self.super_resolution > 1:
-            if not self.public_source:
-                raise ConfigError(
-                    "run config super-resolution > 1 trains its network on the public images: set public-data, or super-resolution = 1"
-                )
-            if self.published_image_size not in SUPPORTED_SIZES:
-                raise ConfigError(
-                    f"run config image-size {self.image_size} x super-resolution {self.super_resolution} = "
-                    f"{self.published_image_size} px; published images can be {SUPPORTED_SIZES} px"
-                )
+        if self.super_resolution > 1 and not self.public_source:
+            raise ConfigError(
+                "run config super-resolution > 1 trains its network on the public images: set public-data"
+            )
         if self.site_layers != "all" and not self.pretrains_on_public:
             raise ConfigError(
                 f"d-site-layers={self.d_site_layers!r} keeps D's features as initialised unless public pretraining trains them: set public-data (and public-labels), or d-site-layers='all'"
@@ -286,7 +281,7 @@ class ExperimentConfig:
         values = {}
         for key, value in run_config.items():
             field = by_key[key]
-            values[field.name] = _coerce(key, value, type(field.default))
+            values[field.name] = coerce_run_config_value(key, value, type(field.default))
         return cls(**values)
 
     def to_run_config(self) -> dict[str, object]:
@@ -332,9 +327,6 @@ class ExperimentConfig:
         return PhantomSpec(
             num_patients=self.phantom_patients, images_per_patient=2, image_size=self.image_size, seed=self.seed
         )
-
-    def super_resolution_spec(self) -> SuperResolutionSpec:
-        return SuperResolutionSpec(self.super_resolution, steps=self.super_resolution_steps, seed=self.seed)
 
     @property
     def published_image_size(self) -> int:
@@ -404,23 +396,3 @@ class ExperimentConfig:
 
     def path_or_none(self, value: str) -> Path | None:
         return Path(value).expanduser() if value else None
-
-
-def _coerce(key: str, value: object, kind: type) -> object:
-    if kind is bool:
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, str) and value.lower() in {"true", "false"}:
-            return value.lower() == "true"
-    elif kind is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
-    elif kind is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-    elif kind is str:
-        if isinstance(value, str):
-            return value
-    raise ConfigError(f"run config {key} must be a {kind.__name__} (got {value!r} of type {type(value).__name__})")

@@ -11,7 +11,7 @@ from cxr_fedsynth.common.data.preprocess import to_model_range
 from cxr_fedsynth.common.data.simulated_sites import public_dataset_dir
 from cxr_fedsynth.common.data.site_data import load_labelled_images
 from cxr_fedsynth.common.experiment_config import ExperimentConfig
-from cxr_fedsynth.common.gan.super_resolution import SuperResolution, train_super_resolution
+from cxr_fedsynth.common.gan.super_resolution import SuperResolution, SuperResolutionSpec, train_super_resolution
 from cxr_fedsynth.server.public_pretraining import public_set_name
 
 log = logging.getLogger("cxr_fedsynth.server")
@@ -27,7 +27,7 @@ def train_public_super_resolution(config: ExperimentConfig, *, device: torch.dev
         image_size=size,
         cache_dir=config.path_or_none(config.cache_dir),
     )
-    spec = config.super_resolution_spec()
+    spec = SuperResolutionSpec(config.super_resolution, steps=config.super_resolution_steps, seed=config.seed)
     network = train_super_resolution(to_model_range(data.images).to(device), spec)
     trained_on = {"name": public_set_name(config), "images": len(data.records), "image_size": size}
     log.info(
