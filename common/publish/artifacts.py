@@ -24,7 +24,7 @@ from cxr_fedsynth.common.errors import ArtifactError, CxrError
 from cxr_fedsynth.common.gan.guided_sampling import draw
 from cxr_fedsynth.common.gan.models import Discriminator, GanArchitecture, Generator
 from cxr_fedsynth.common.gan.super_resolution import SuperResolution, SuperResolutionSpec
-from cxr_fedsynth.common.publish.model_card import render_model_card
+from cxr_fedsynth.common.publish.model_card import published_image_size, render_model_card
 from cxr_fedsynth.common.publish.sample_grid import save_sample_grid
 
 CARD_FORMAT = "cxr-fedsynth-generator/1"
@@ -86,10 +86,9 @@ class PublishedGenerator:
         return float(self.card.get("privacy", {}).get("delta") or DEFAULT_DELTA)
 
 
-def published_image_size(card: dict) -> int:
-    """The side of a card's published images: G's size times its super-resolution factor."""
-    factor = card.get("super_resolution", {}).get("recipe", {}).get("factor", 1)
-    return int(card["architecture"]["image_size"]) * int(factor)
+def member_share(count: int, members: int, index: int) -> int:
+    """How many of ``count`` images member ``index`` of ``members`` draws: equal shares, the first ones one more."""
+    return count // members + (index < count % members)
 
 
 def file_sha256(path: Path) -> str:
@@ -283,7 +282,7 @@ def sample(
     generators = published.generators
     chunks = []
     for index, g in enumerate(generators):
-        share = count // len(generators) + (index < count % len(generators))
+        share = member_share(count, len(generators), index)
         gen = torch.Generator(device=next(g.parameters()).device).manual_seed(
             seed if index == 0 else seed * 1_000_003 + index
         )

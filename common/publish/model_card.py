@@ -96,14 +96,19 @@ _SHRINKAGE_WORDS = {
 }
 
 
+def published_image_size(card: dict) -> int:
+    """The side of a card's published images: G's size times its super-resolution factor."""
+    factor = card.get("super_resolution", {}).get("recipe", {}).get("factor", 1)
+    return int(card["architecture"]["image_size"]) * int(factor)
+
+
 def _image_size_line(card: dict) -> str:
-    arch, entry = card["architecture"], card.get("super_resolution")
-    line = f"- image size: {{0}} x {{0}} px, grayscale, latent size {arch['latent_dim']}"
+    arch, entry, size = card["architecture"], card.get("super_resolution"), published_image_size(card)
+    line = f"- image size: {size} x {size} px, grayscale, latent size {arch['latent_dim']}"
     if entry is None:
-        return line.format(arch["image_size"])
+        return line
     recipe, trained_on = entry["recipe"], entry.get("trained_on", {})
-    size = arch["image_size"] * recipe["factor"]
-    return line.format(size) + (
+    return line + (
         f"; G draws {arch['image_size']} px and a super-resolution network x{recipe['factor']} "
         f"(`super-resolution.safetensors`, SHA-256 `{entry['sha256'][:16]}...`) enlarges every image: trained for "
         f"{recipe['steps']} steps on {trained_on.get('images', '?')} public images ({trained_on.get('name', 'public set')}) "

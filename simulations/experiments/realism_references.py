@@ -48,7 +48,8 @@ from cxr_fedsynth.common.gan.super_resolution import (
     downsample,
     train_super_resolution,
 )
-from cxr_fedsynth.common.publish.artifacts import PublishedGenerator, load_generator, published_image_size
+from cxr_fedsynth.common.publish.artifacts import PublishedGenerator, load_generator, member_share
+from cxr_fedsynth.common.publish.model_card import published_image_size
 
 DETAIL_FACTORS = (2, 4, 8)
 UPSAMPLER_FACTORS = (2, 4)
@@ -61,7 +62,7 @@ MIN_PER_CLASS = 10  # the per-class probe needs this many images of a class in e
 
 def remove_detail(images: np.ndarray, factor: int) -> np.ndarray:
     """Downsample by ``factor`` (area) and interpolate back to full size (bicubic)."""
-    low = F.interpolate(to_model_range(images), scale_factor=1 / factor, mode="area")
+    low = downsample(to_model_range(images), factor)
     return to_uint8(F.interpolate(low, size=images.shape[1:], mode="bicubic", align_corners=False))
 
 
@@ -84,7 +85,7 @@ def truncated_draw(published: PublishedGenerator, counts: dict[int, int], *, see
     images = []
     for c, n in counts.items():
         for index, g in enumerate(generators):
-            share = n // len(generators) + (index < n % len(generators))
+            share = member_share(n, len(generators), index)
             z = TRUNCATION_PSI * torch.randn(share, g.arch.latent_dim, generator=gen)
             with torch.inference_mode():
                 images.append(to_uint8(g(z, torch.full((share,), c))))

@@ -27,7 +27,7 @@ from pathlib import Path
 
 from cxr_fedsynth.common.experiment_config import ExperimentConfig
 from cxr_fedsynth.common.privacy.site_policy import SIMULATED_POLICY_ENV, SitePolicy
-from cxr_fedsynth.common.publish.artifacts import published_image_size
+from cxr_fedsynth.common.publish.model_card import published_image_size
 
 APP = Path(__file__).resolve().parents[1] / "nih_split"
 TEST_FRACTION = 0.2  # every experiment's untouched test patients (unless its TOML sets test-fraction)

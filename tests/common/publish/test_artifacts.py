@@ -171,10 +171,8 @@ def test_super_resolution_enlarges_every_sample_and_is_checked_like_the_weights(
     assert images.shape == (3, 1, 64, 64)
     with torch.inference_mode():
         assert torch.equal(images, network(sample(replace(loaded, super_resolution=None), "Pneumonia", 3, seed=2)))
-    assert (
-        "64 x 64 px" in (folder / "MODEL_CARD.md").read_text()
-        and "G draws 32 px" in (folder / "MODEL_CARD.md").read_text()
-    )
+    rendered = (folder / "MODEL_CARD.md").read_text()
+    assert "64 x 64 px" in rendered and "G draws 32 px" in rendered
     result = _generate("--generator", str(folder), "--class", "COVID-19", "-n", "1", "--out", str(tmp_path / "png"))
     assert result.returncode == 0, result.stderr
     with Image.open(next((tmp_path / "png").glob("*.png"))) as img:
