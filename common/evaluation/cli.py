@@ -13,6 +13,7 @@ from cxr_fedsynth.common.cli_errors import run_cli
 from cxr_fedsynth.common.evaluation.evaluate import EvaluationRequest, run_evaluation
 from cxr_fedsynth.common.evaluation.realism_encoder import EncoderRecipe
 from cxr_fedsynth.common.evaluation.report_html import render_evaluation
+from cxr_fedsynth.common.publish.generate_cli import sampling_keep_option
 
 REALISM_SHOWN = ("frechet_distance", "precision", "recall", "linear_probe_auroc", "cnn_two_sample_auroc")
 
@@ -44,12 +45,7 @@ REALISM_SHOWN = ("frechet_distance", "precision", "recall", "linear_probe_auroc"
 @click.option("--train-labels", type=click.Path(path_type=Path), default=None)
 @click.option("--test-labels", type=click.Path(path_type=Path), default=None)
 @click.option("--seed", default=0, show_default=True, type=int)
-@click.option(
-    "--sampling-keep",
-    type=click.FloatRange(0, 1, min_open=True),
-    default=None,
-    help="Guided sampling's share of candidates kept (default: the generator's card; 1 = plain samples).",
-)
+@sampling_keep_option
 @click.option(
     "--discriminator",
     type=click.Path(path_type=Path),

@@ -15,6 +15,13 @@ from cxr_fedsynth.common.data.preprocess import to_uint8
 from cxr_fedsynth.common.publish.artifacts import load_generator, sample
 from cxr_fedsynth.common.publish.synthetic_dicom import write_synthetic_dicoms
 
+sampling_keep_option = click.option(
+    "--sampling-keep",
+    type=click.FloatRange(0, 1, min_open=True),
+    default=None,
+    help="Guided sampling's share of candidates kept (default: the generator's card; 1 = plain samples).",
+)
+
 
 def _slug(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9]+", "-", name).strip("-").lower()
@@ -35,12 +42,7 @@ def _slug(name: str) -> str:
 @click.option("--format", "fmt", type=click.Choice(["png", "dicom"]), default="png", show_default=True)
 @click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path), help="Output folder.")
 @click.option("--seed", default=0, show_default=True, type=int)
-@click.option(
-    "--sampling-keep",
-    type=click.FloatRange(0, 1, min_open=True),
-    default=None,
-    help="Guided sampling's share of candidates kept (default: the generator's card; 1 = plain samples).",
-)
+@sampling_keep_option
 def cli(
     generator_dir: Path,
     class_names: tuple[str, ...],
