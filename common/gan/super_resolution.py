@@ -87,8 +87,10 @@ def train_super_resolution(
         )
     device = public.device
     gen = torch.Generator(device=device).manual_seed(spec.seed)
-    torch.manual_seed(spec.seed)
-    network, critic = SuperResolution(spec).to(device), _patch_critic().to(device)
+    with torch.random.fork_rng(devices=[]):  # seeded initialisation; the global RNG is left untouched
+        torch.manual_seed(spec.seed)
+        network, critic = SuperResolution(spec), _patch_critic()
+    network, critic = network.to(device), critic.to(device)
     opt_network = torch.optim.Adam(network.parameters(), spec.lr)
     opt_critic = torch.optim.Adam(critic.parameters(), 2e-4, betas=(0.5, 0.999))
     with progress_steps(spec.steps, "public super-resolution", enabled=show_progress) as advance:
