@@ -13,16 +13,24 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from cxr_fedsynth.common.data.preprocess import to_model_range
 
+MIN_JUDGE_BLOCKS = 4
+
+
+def judge_blocks(image_size: int) -> int:
+    """Conv blocks of a judging classifier for ``image_size`` px: 4 up to 127 px, then one more per doubling (5 at
+    128 px, 6 at 256 px), so its last feature map, and the share of the chest each cell sees, stays the same."""
+    return max(MIN_JUDGE_BLOCKS, image_size.bit_length() - 3)
+
 
 class CompactCNN(nn.Module):
-    """Four conv blocks (GroupNorm, so Opacus can train it), global average pooling, a linear head."""
+    """``blocks`` conv blocks (GroupNorm, so Opacus can train it), global average pooling, a linear head."""
 
-    def __init__(self, num_classes: int, width: int = 16) -> None:
+    def __init__(self, num_classes: int, width: int = 16, blocks: int = MIN_JUDGE_BLOCKS) -> None:
         super().__init__()
         layers: list[nn.Module] = []
         channels = 1
-        for i in range(4):
-            out = width * 2**i
+        for i in range(blocks):
+            out = width * 2 ** min(i, 3)
             layers += [
                 nn.Conv2d(channels, out, 3, padding=1),
                 nn.GroupNorm(min(8, out), out),
@@ -61,9 +69,9 @@ def _augment(images: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
 
 
 def train_classifier(images: np.ndarray, labels: np.ndarray, num_classes: int, settings: TrainSettings) -> CompactCNN:
-    """Plain training with Adam and cross-entropy."""
+    """Plain training with Adam and cross-entropy; the depth follows the image size (``judge_blocks``)."""
     torch.manual_seed(settings.seed)
-    model = CompactCNN(num_classes, settings.width)
+    model = CompactCNN(num_classes, settings.width, judge_blocks(images.shape[-1]))
     optimizer = torch.optim.Adam(model.parameters(), lr=settings.lr)
     gen = torch.Generator().manual_seed(settings.seed)
     model.train()
@@ -94,7 +102,7 @@ def train_dp_classifier(
     one trained on public images) instead of a fresh one. Returns the model and the epsilon spent.
     """
     torch.manual_seed(settings.seed)
-    model = CompactCNN(num_classes, settings.width)
+    model = CompactCNN(num_classes, settings.width, judge_blocks(images.shape[-1]))
     if start_from is not None:
         model.load_state_dict(start_from.state_dict())
     optimizer = torch.optim.Adam(model.parameters(), lr=settings.lr)

@@ -20,6 +20,7 @@ from cxr_fedsynth.common.evaluation.classifier import (
     CompactCNN,
     TrainSettings,
     embed,
+    judge_blocks,
     predict_proba,
     train_classifier,
     train_dp_classifier,
@@ -184,7 +185,7 @@ def run_evaluation(request: EvaluationRequest) -> dict:
         "settings": {
             "epochs": request.epochs,
             "seed": request.seed,
-            "classifier": "CompactCNN (4 conv blocks, GroupNorm)",
+            "classifier": f"CompactCNN ({judge_blocks(size)} conv blocks, GroupNorm)",
             "feature_encoder": "the TRTR classifier's penultimate layer",
         },
     }

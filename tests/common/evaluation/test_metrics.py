@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
+from cxr_fedsynth.common.data.preprocess import to_model_range
+from cxr_fedsynth.common.evaluation.classifier import TrainSettings, train_classifier, train_dp_classifier
 from cxr_fedsynth.common.evaluation.fidelity import prdc, two_sample_test, within_class_diversity
 from cxr_fedsynth.common.evaluation.utility import classification_metrics
 
@@ -65,3 +68,21 @@ def test_two_sample_test_tells_a_small_shift_apart_and_not_identical_draws() -> 
     assert shifted["accuracy"] > 0.9 and shifted["auroc"] > 0.95
     same = two_sample_test(real, _noise_images(rng, 64), seed=0)
     assert 0.3 < same["auroc"] < 0.7 and 0.3 < same["accuracy"] < 0.7
+
+
+@pytest.mark.parametrize(("size", "blocks"), [(32, 4), (64, 4), (128, 5), (256, 6)])
+def test_judging_classifier_deepens_with_the_image_size(size: int, blocks: int) -> None:
+    """Plain and DP judges alike end on the same feature grid at 64 px and above, so each cell sees the same share
+    of the chest at every size; below 64 px the judge keeps its 4 blocks."""
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (8, size, size), dtype=np.uint8)
+    labels = np.r_[np.zeros(4), np.ones(4)].astype(np.int64)
+    settings = TrainSettings(epochs=1, batch_size=8)
+    plain = train_classifier(images, labels, 2, settings)
+    private, _ = train_dp_classifier(images, labels, 2, settings, epsilon=10.0, delta=1e-5, start_from=plain)
+    for model in (plain, private):
+        convs = [m for m in model.features if isinstance(m, torch.nn.Conv2d)]
+        grid = model.features[:-2](to_model_range(images[:1])).shape[-1]
+        assert (len(convs), grid) == (blocks, size // 2**blocks)
+        if size >= 64:
+            assert grid == 4
