@@ -30,7 +30,7 @@ class CompactCNN(nn.Module):
         layers: list[nn.Module] = []
         channels = 1
         for i in range(blocks):
-            out = width * 2 ** min(i, 3)
+            out = width * 2 ** min(i, MIN_JUDGE_BLOCKS - 1)  # blocks past the fourth keep its width
             layers += [
                 nn.Conv2d(channels, out, 3, padding=1),
                 nn.GroupNorm(min(8, out), out),
